@@ -1,0 +1,359 @@
+//! The event JSON: required fields, the timestamp forms, and the values
+//! PostgreSQL would refuse, all checked before anything reaches the database.
+//!
+//! Errors name the field and the rule, never the value: event contents are
+//! personal data and must not reach logs through an error message.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use serde_json::{Map, Value};
+
+/// A validated event. `timestamp` is UTC.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: String,
+    pub event_type: String,
+    pub timestamp: NaiveDateTime,
+    pub originating_service: String,
+    pub session_id: String,
+    pub details: Map<String, Value>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("event is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("event JSON is not an object")]
+    NotAnObject,
+    #[error("required field `{0}` is missing")]
+    MissingField(&'static str),
+    #[error("field `{field}` must be {expected}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error("`timestamp` is not an ISO 8601 date-time with a UTC offset or `Z`")]
+    BadTimestamp,
+    #[error("`timestamp` is outside the range PostgreSQL can store")]
+    TimestampOutOfRange,
+    #[error("`{0}` contains a NUL character, which PostgreSQL cannot store")]
+    NulCharacter(String),
+}
+
+/// `error_event`s may omit `sessionId`; it is then stored as "".
+const SESSIONLESS_EVENT_TYPE: &str = "error_event";
+
+impl Event {
+    pub fn parse(text: &str) -> Result<Self, EventError> {
+        // Parse to a tree first: serde's typed errors would quote values.
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| EventError::NotJson(syntax_only(&e)))?;
+        let Value::Object(mut root) = value else {
+            return Err(EventError::NotAnObject);
+        };
+        if let Some(path) = find_nul(&root, "") {
+            return Err(EventError::NulCharacter(path));
+        }
+        let event_id = take_string(&mut root, "eventId")?;
+        let event_type = take_string(&mut root, "eventType")?;
+        let originating_service = take_string(&mut root, "originatingService")?;
+        let session_id = match take_string(&mut root, "sessionId") {
+            Err(EventError::MissingField(_)) if event_type == SESSIONLESS_EVENT_TYPE => {
+                String::new()
+            }
+            other => other?,
+        };
+        let timestamp = parse_timestamp(root.remove("timestamp"))?;
+        let details = match root.remove("details") {
+            Some(Value::Object(map)) => map,
+            None | Some(Value::Null) => return Err(EventError::MissingField("details")),
+            Some(_) => {
+                return Err(EventError::WrongType {
+                    field: "details",
+                    expected: "a JSON object",
+                });
+            }
+        };
+        Ok(Event {
+            event_id,
+            event_type,
+            timestamp,
+            originating_service,
+            session_id,
+            details,
+        })
+    }
+}
+
+/// serde_json's syntax errors carry positions, not content; keep only those.
+fn syntax_only(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+fn take_string(root: &mut Map<String, Value>, field: &'static str) -> Result<String, EventError> {
+    match root.remove(field) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(EventError::MissingField(field)),
+        Some(_) => Err(EventError::WrongType {
+            field,
+            expected: "a string",
+        }),
+    }
+}
+
+/// Epoch milliseconds (integer) or an RFC 3339 / ISO 8601 string with offset.
+fn parse_timestamp(value: Option<Value>) -> Result<NaiveDateTime, EventError> {
+    let utc = match value {
+        None | Some(Value::Null) => return Err(EventError::MissingField("timestamp")),
+        Some(Value::Number(n)) => {
+            let millis = n.as_i64().ok_or(if n.is_f64() {
+                EventError::WrongType {
+                    field: "timestamp",
+                    expected: "whole milliseconds since the Unix epoch or an ISO 8601 string",
+                }
+            } else {
+                EventError::TimestampOutOfRange
+            })?;
+            DateTime::from_timestamp_millis(millis).ok_or(EventError::TimestampOutOfRange)?
+        }
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s.trim())
+            .map_err(|_| EventError::BadTimestamp)?
+            .to_utc(),
+        Some(_) => {
+            return Err(EventError::WrongType {
+                field: "timestamp",
+                expected: "whole milliseconds since the Unix epoch or an ISO 8601 string",
+            });
+        }
+    };
+    let naive = utc.naive_utc();
+    // PostgreSQL's `timestamp` starts at 4714-11-24 BC (proleptic Gregorian,
+    // astronomical year -4713); its upper end is beyond chrono's.
+    let earliest = NaiveDate::from_ymd_opt(-4713, 11, 24)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("constant date");
+    if naive < earliest {
+        return Err(EventError::TimestampOutOfRange);
+    }
+    Ok(naive)
+}
+
+/// Path of the first string or key holding U+0000 (PostgreSQL's text and
+/// jsonb both refuse it), or `None`.
+fn find_nul(map: &Map<String, Value>, prefix: &str) -> Option<String> {
+    map.iter().find_map(|(key, value)| {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if key.contains('\0') {
+            return Some(prefix_or_root(prefix));
+        }
+        nul_in_value(value, &path)
+    })
+}
+
+fn nul_in_value(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+        Value::Object(map) => find_nul(map, path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_in_value(v, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+fn prefix_or_root(prefix: &str) -> String {
+    if prefix.is_empty() {
+        "a key of the event".to_owned()
+    } else {
+        format!("a key of {prefix}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({
+            "eventId": "e-1",
+            "eventType": "session_event",
+            "timestamp": 1518264000000i64,
+            "originatingService": "hub",
+            "sessionId": "s-1",
+            "details": {"session_event_type": "x"}
+        })
+    }
+
+    fn parse(v: &Value) -> Result<Event, EventError> {
+        Event::parse(&v.to_string())
+    }
+
+    fn with(field: &str, value: Value) -> Value {
+        let mut v = base();
+        v[field] = value;
+        v
+    }
+
+    fn without(field: &str) -> Value {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove(field);
+        v
+    }
+
+    fn utc(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap()
+    }
+
+    #[test]
+    fn parses_every_field() {
+        let e = parse(&base()).unwrap();
+        assert_eq!(e.event_id, "e-1");
+        assert_eq!(e.event_type, "session_event");
+        assert_eq!(e.timestamp, utc("2018-02-10 12:00:00"));
+        assert_eq!(e.originating_service, "hub");
+        assert_eq!(e.session_id, "s-1");
+        assert_eq!(e.details["session_event_type"], "x");
+    }
+
+    #[test]
+    fn timestamp_forms_are_stored_as_utc() {
+        for (given, want) in [
+            (json!("2018-02-10T12:00:00Z"), "2018-02-10 12:00:00"),
+            (
+                json!("2018-02-10T13:30:00.250+01:30"),
+                "2018-02-10 12:00:00.250",
+            ),
+            (json!("2018-02-10T07:00:00-05:00"), "2018-02-10 12:00:00"),
+            (json!(1518264000123i64), "2018-02-10 12:00:00.123"),
+            (json!(-1000), "1969-12-31 23:59:59"),
+        ] {
+            assert_eq!(
+                parse(&with("timestamp", given)).unwrap().timestamp,
+                utc(want)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_timestamps() {
+        let wrong_type = |v| parse(&with("timestamp", v)).unwrap_err();
+        assert!(matches!(
+            wrong_type(json!(1.5)),
+            EventError::WrongType {
+                field: "timestamp",
+                ..
+            }
+        ));
+        assert!(matches!(
+            wrong_type(json!(true)),
+            EventError::WrongType {
+                field: "timestamp",
+                ..
+            }
+        ));
+        assert_eq!(
+            wrong_type(json!("2018-02-10T12:00:00")),
+            EventError::BadTimestamp
+        );
+        assert_eq!(wrong_type(json!("yesterday")), EventError::BadTimestamp);
+        assert_eq!(wrong_type(json!(u64::MAX)), EventError::TimestampOutOfRange);
+        assert_eq!(wrong_type(json!(i64::MIN)), EventError::TimestampOutOfRange);
+        // Year 5000 BC: chrono holds it, PostgreSQL does not.
+        assert_eq!(
+            wrong_type(json!(-219_900_000_000_000i64)),
+            EventError::TimestampOutOfRange
+        );
+        assert_eq!(
+            parse(&without("timestamp")).unwrap_err(),
+            EventError::MissingField("timestamp")
+        );
+    }
+
+    #[test]
+    fn each_required_field() {
+        for field in [
+            "eventId",
+            "eventType",
+            "originatingService",
+            "sessionId",
+            "details",
+        ] {
+            assert_eq!(
+                parse(&without(field)).unwrap_err(),
+                EventError::MissingField(field),
+                "{field}"
+            );
+        }
+        assert_eq!(
+            parse(&with("eventId", json!(7))).unwrap_err(),
+            EventError::WrongType {
+                field: "eventId",
+                expected: "a string"
+            }
+        );
+        assert!(matches!(
+            parse(&with("details", json!("x"))).unwrap_err(),
+            EventError::WrongType {
+                field: "details",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn error_event_may_omit_session_id() {
+        let mut v = without("sessionId");
+        v["eventType"] = json!("error_event");
+        assert_eq!(parse(&v).unwrap().session_id, "");
+    }
+
+    #[test]
+    fn not_json_or_not_object() {
+        assert!(matches!(
+            Event::parse("{\"eventId\":"),
+            Err(EventError::NotJson(_))
+        ));
+        assert_eq!(Event::parse("[1]").unwrap_err(), EventError::NotAnObject);
+    }
+
+    #[test]
+    fn nul_characters_are_refused_with_their_path() {
+        let nul = |v: Value| parse(&v).unwrap_err();
+        assert_eq!(
+            nul(with("eventId", json!("a\u{0}b"))),
+            EventError::NulCharacter("eventId".into())
+        );
+        assert_eq!(
+            nul(with("details", json!({"list": ["ok", {"deep": "\u{0}"}]}))),
+            EventError::NulCharacter("details.list[1].deep".into())
+        );
+        assert_eq!(
+            nul(with("details", json!({"k\u{0}": 1}))),
+            EventError::NulCharacter("a key of details".into())
+        );
+    }
+
+    #[test]
+    fn errors_never_quote_values() {
+        let secret = "personal-data-123";
+        let bad = [
+            format!("{{\"eventId\": \"{secret}\", \"timestamp\": \"{secret}\""),
+            with("timestamp", json!(secret)).to_string(),
+            with("eventId", json!([secret])).to_string(),
+        ];
+        for text in bad {
+            let message = Event::parse(&text).unwrap_err().to_string();
+            assert!(!message.contains(secret), "{message}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! event-recorder: encrypted audit events from SQS into PostgreSQL rows.
+//!
+//! Start at [`recorder`]: it is where a message becomes a row.
+
+pub mod crypto;
+pub mod event;
+pub mod recorder;
+pub mod route;
+pub mod schema;
+pub mod store;
+
+pub use crypto::DataKey;
+pub use recorder::{BatchReport, Message, MessageError, Recorder};
+pub use store::Store;

@@ -1,0 +1,151 @@
+//! Where a message becomes a row: decrypt → parse → route → store, for a
+//! whole SQS batch, answering which messages failed.
+//!
+//! Invariants:
+//! - every message ends stored (or already stored) or in `failed`; never both,
+//!   never neither;
+//! - one message is one unit: its audit row and its billing or fraud row are
+//!   written in the same transaction;
+//! - a bad message never affects the others: every message is validated before
+//!   the database is touched, and if the batch write fails, each message is
+//!   retried alone so only the guilty one fails.
+
+use tracing::{error, info, warn};
+
+use crate::crypto::{DataKey, DecryptError};
+use crate::event::{Event, EventError};
+use crate::route::{Record, RouteError, route};
+use crate::store::Store;
+
+/// One SQS message as the recorder sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub id: &'a str,
+    pub body: &'a str,
+}
+
+/// Why one message was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("decryption failed: {0}")]
+    Decrypt(#[from] DecryptError),
+    #[error("invalid event: {0}")]
+    Event(#[from] EventError),
+    #[error("invalid event: {0}")]
+    Route(#[from] RouteError),
+    #[error("database write failed: {0}")]
+    Store(#[from] tokio_postgres::Error),
+}
+
+/// The result of one batch. `failed` holds message IDs in input order.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    pub failed: Vec<String>,
+    pub stored: usize,
+    pub duplicates: usize,
+}
+
+pub struct Recorder {
+    key: DataKey,
+    print_events: bool,
+}
+
+impl Recorder {
+    pub fn new(key: DataKey) -> Self {
+        Self {
+            key,
+            print_events: false,
+        }
+    }
+
+    /// Prints each decrypted event as one JSON line on stdout (for a SIEM).
+    /// Off by default: events hold personal data.
+    pub fn print_decrypted_events(mut self, on: bool) -> Self {
+        self.print_events = on;
+        self
+    }
+
+    /// Everything that can be checked without the database.
+    pub fn prepare(&self, body: &str) -> Result<Record, MessageError> {
+        let text = self.key.decrypt(body)?;
+        if self.print_events {
+            print_one_line(&text);
+        }
+        Ok(route(Event::parse(&text)?)?)
+    }
+
+    pub async fn record_batch(&self, store: &mut Store, messages: &[Message<'_>]) -> BatchReport {
+        let mut report = BatchReport::default();
+        let mut valid: Vec<(Message, Record)> = Vec::with_capacity(messages.len());
+        for &message in messages {
+            match self.prepare(message.body) {
+                Ok(record) => valid.push((message, record)),
+                Err(e) => fail(&mut report, message, None, &e),
+            }
+        }
+        if valid.is_empty() {
+            return report;
+        }
+
+        let records: Vec<&Record> = valid.iter().map(|(_, r)| r).collect();
+        match store.insert(&records).await {
+            Ok(mut inserted) => {
+                for (message, record) in &valid {
+                    succeed(&mut report, *message, record, inserted.claim(record));
+                }
+            }
+            Err(batch_error) if store.is_closed() => {
+                let e = MessageError::Store(batch_error);
+                for (message, record) in &valid {
+                    fail(&mut report, *message, Some(record), &e);
+                }
+            }
+            Err(batch_error) => {
+                warn!(error = %batch_error, count = valid.len(), "batch write failed; writing messages one by one");
+                for (message, record) in &valid {
+                    match store.insert(&[record]).await {
+                        Ok(mut inserted) => {
+                            succeed(&mut report, *message, record, inserted.claim(record))
+                        }
+                        Err(e) => {
+                            fail(&mut report, *message, Some(record), &MessageError::Store(e))
+                        }
+                    }
+                }
+            }
+        }
+        report
+            .failed
+            .sort_by_key(|id| messages.iter().position(|m| m.id == id));
+        report
+    }
+}
+
+fn succeed(report: &mut BatchReport, message: Message, record: &Record, fresh: bool) {
+    let event_id = record.event.event_id.as_str();
+    if fresh {
+        report.stored += 1;
+        info!(message_id = message.id, event_id, "stored");
+    } else {
+        report.duplicates += 1;
+        warn!(
+            message_id = message.id,
+            event_id, "duplicate: already stored, skipped"
+        );
+    }
+}
+
+fn fail(report: &mut BatchReport, message: Message, record: Option<&Record>, e: &MessageError) {
+    let event_id = record.map(|r| r.event.event_id.as_str());
+    error!(message_id = message.id, event_id, error = %e, "failed");
+    report.failed.push(message.id.to_owned());
+}
+
+/// One line per event even if the producer pretty-printed it.
+fn print_one_line(text: &str) {
+    if !text.contains('\n') {
+        println!("{text}");
+    } else if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+        println!("{value}");
+    }
+}

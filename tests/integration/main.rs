@@ -1,0 +1,7 @@
+//! Integration tests against a real PostgreSQL (see support::server for
+//! how the server is chosen).
+
+mod support;
+
+mod batch;
+mod schema;

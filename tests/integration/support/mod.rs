@@ -1,0 +1,65 @@
+//! Test support: a real PostgreSQL server per test process, a fresh database
+//! per test, and builders for encrypted test messages.
+
+pub mod events;
+pub mod local;
+pub mod server;
+
+use event_recorder::{Store, schema};
+use tokio_postgres::{Client, Config, NoTls};
+
+/// A database of its own for one test, migrated to the current schema.
+pub struct TestDb {
+    pub config: Config,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let server = server::shared();
+        let name = server::unique_name("t");
+        let admin = connect(&server.admin_config()).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("CREATE DATABASE");
+        let mut config = server.admin_config();
+        config.dbname(&name);
+        let mut client = connect(&config).await;
+        schema::migrate(&mut client)
+            .await
+            .expect("migrations apply");
+        Self { config }
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(&self.config).await
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.config).await.expect("store connects")
+    }
+
+    /// Number of rows in a table.
+    pub async fn count(&self, table: &str) -> i64 {
+        let row = self
+            .client()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count rows");
+        row.get(0)
+    }
+}
+
+pub async fn connect(config: &Config) -> Client {
+    let (client, connection) = config.connect(NoTls).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot connect to the test PostgreSQL ({e}); {}",
+            server::HOW_TO_PROVIDE
+        )
+    });
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
