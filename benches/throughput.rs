@@ -4,8 +4,11 @@
 //! Run: `cargo bench --bench throughput`. Prints events per second for the
 //! whole path (decrypt, parse, route, store) and for the store alone.
 
+// Shared with the integration tests; the bench uses part of each.
+#[allow(dead_code)]
 #[path = "../tests/integration/support/events.rs"]
 mod events;
+#[allow(dead_code)]
 #[path = "../tests/integration/support/local.rs"]
 mod local;
 

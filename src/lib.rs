@@ -2,10 +2,13 @@
 //!
 //! Start at [`recorder`]: it is where a message becomes a row.
 
+pub mod app;
+pub mod config;
 pub mod crypto;
 pub mod event;
 pub mod recorder;
 pub mod route;
+pub mod runtime_api;
 pub mod schema;
 pub mod store;
 
