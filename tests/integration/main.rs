@@ -4,4 +4,6 @@
 mod support;
 
 mod batch;
+mod cli;
+mod lambda;
 mod schema;

@@ -75,3 +75,32 @@ impl Batch {
             .collect()
     }
 }
+
+impl Batch {
+    /// The batch as the SQS event Lambda delivers.
+    pub fn sqs_event(&self) -> Value {
+        let records: Vec<Value> = self
+            .0
+            .iter()
+            .map(|(id, body)| {
+                json!({
+                    "messageId": id,
+                    "receiptHandle": format!("receipt-{id}"),
+                    "body": body,
+                    "attributes": {
+                        "ApproximateReceiveCount": "1",
+                        "SentTimestamp": "1518264000000",
+                        "SenderId": "AIDAEXAMPLE",
+                        "ApproximateFirstReceiveTimestamp": "1518264000001"
+                    },
+                    "messageAttributes": {},
+                    "md5OfBody": "",
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:eu-west-2:123456789012:event-recorder",
+                    "awsRegion": "eu-west-2"
+                })
+            })
+            .collect();
+        json!({ "Records": records })
+    }
+}

@@ -2,7 +2,10 @@
 //! per test, and builders for encrypted test messages.
 
 pub mod events;
+pub mod function;
 pub mod local;
+pub mod proxy;
+pub mod runtime_api;
 pub mod server;
 
 use event_recorder::{Store, schema};
@@ -29,6 +32,39 @@ impl TestDb {
             .await
             .expect("migrations apply");
         Self { config }
+    }
+
+    /// Creates the database without applying the schema.
+    pub async fn empty() -> Self {
+        let server = server::shared();
+        let name = server::unique_name("t");
+        connect(&server.admin_config())
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("CREATE DATABASE");
+        let mut config = server.admin_config();
+        config.dbname(&name);
+        Self { config }
+    }
+
+    /// A libpq keyword/value string for this database, as the Lambda takes it.
+    pub fn connection_string(&self) -> String {
+        let c = &self.config;
+        let host = match &c.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        };
+        let mut s = format!(
+            "host={host} port={} user={} dbname={}",
+            c.get_ports()[0],
+            c.get_user().unwrap(),
+            c.get_dbname().unwrap()
+        );
+        if let Some(pw) = c.get_password() {
+            s += &format!(" password={}", String::from_utf8_lossy(pw));
+        }
+        s
     }
 
     pub async fn client(&self) -> Client {

@@ -1,0 +1,285 @@
+//! The real `bootstrap` binary, end to end: Runtime API emulator in front,
+//! real PostgreSQL behind.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::TestDb;
+use crate::support::events::{Batch, KEY_B64, audit_event, billing_event, fraud_event, key};
+use crate::support::function::Function;
+use crate::support::proxy::Proxy;
+use crate::support::runtime_api::{Outcome, RuntimeApi};
+
+fn env(db: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DB_CONNECTION_STRING", db.to_owned()),
+        ("LOCAL_DATA_KEY", KEY_B64.to_owned()),
+    ]
+}
+
+/// The IDs in a partial batch response; panics on a function error.
+fn failures(outcome: Outcome) -> Vec<String> {
+    let body = match outcome {
+        Outcome::Response(body) => body,
+        Outcome::Error(error) => panic!("function error: {error}"),
+    };
+    body["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a batch response: {body}"))
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn counts(db: &TestDb) -> [i64; 3] {
+    [
+        db.count("audit.audit_events").await,
+        db.count("billing.billing_events").await,
+        db.count("billing.fraud_events").await,
+    ]
+}
+
+#[tokio::test]
+async fn mixed_batch_then_replay() {
+    let db = TestDb::new().await;
+    let api = RuntimeApi::start().await;
+    let mut function = Function::spawn(&api, &env(&db.connection_string()));
+    let mut missing_detail = fraud_event("f2");
+    missing_detail["details"]
+        .as_object_mut()
+        .unwrap()
+        .remove("idp_fraud_event_id");
+    let batch = Batch::default()
+        .event("m-audit", &audit_event("a1"))
+        .event("m-billing", &billing_event("b1"))
+        .event("m-fraud", &fraud_event("f1"))
+        .raw("m-garbage", "bm90IGVuY3J5cHRlZA==")
+        .event("m-missing-detail", &missing_detail)
+        .event("m-dup", &audit_event("a1"));
+    let event = batch.sqs_event();
+
+    assert_eq!(
+        failures(api.invoke(&event).await),
+        ["m-garbage", "m-missing-detail"]
+    );
+    assert_eq!(counts(&db).await, [3, 1, 1]);
+    // Lambda redelivers the whole batch: nothing new, the same bad messages.
+    assert_eq!(
+        failures(api.invoke(&event).await),
+        ["m-garbage", "m-missing-detail"]
+    );
+    assert_eq!(counts(&db).await, [3, 1, 1]);
+    assert!(function.is_running(), "{}", function.output());
+
+    let logs = function.output();
+    assert!(
+        logs.contains("m-garbage") && logs.contains("at least 32 are needed"),
+        "{logs}"
+    );
+    assert!(logs.contains("details.idp_fraud_event_id"), "{logs}");
+    assert!(logs.contains("duplicate"), "{logs}");
+}
+
+#[tokio::test]
+async fn invalid_configuration_is_an_init_error() {
+    let db = TestDb::new().await;
+    let good = db.connection_string();
+    let cases: [(&str, Vec<(&str, String)>); 4] = [
+        (
+            "DB_CONNECTION_STRING",
+            vec![("LOCAL_DATA_KEY", KEY_B64.into())],
+        ),
+        (
+            "DB_CONNECTION_STRING",
+            vec![
+                ("DB_CONNECTION_STRING", "port=x".into()),
+                ("LOCAL_DATA_KEY", KEY_B64.into()),
+            ],
+        ),
+        (
+            "LOCAL_DATA_KEY",
+            vec![
+                ("DB_CONNECTION_STRING", good.clone()),
+                ("LOCAL_DATA_KEY", "c2hvcnQ=".into()),
+            ],
+        ),
+        (
+            "ENCRYPTION_KEY",
+            vec![
+                ("DB_CONNECTION_STRING", good),
+                ("LOCAL_DATA_KEY", KEY_B64.into()),
+                ("ENCRYPTION_KEY", "eA==".into()),
+            ],
+        ),
+    ];
+    for (variable, vars) in cases {
+        let api = RuntimeApi::start().await;
+        let mut function = Function::spawn(&api, &vars);
+        let status = function
+            .exit_status(Duration::from_secs(10))
+            .await
+            .expect("bootstrap exits");
+        assert!(!status.success(), "{variable}: exited {status}");
+        let (error_type, body) = api
+            .init_error()
+            .expect("init error reported to the Runtime API");
+        assert_eq!(error_type.as_deref(), Some("Runtime.ConfigError"));
+        let message = body["errorMessage"].as_str().unwrap();
+        assert!(message.starts_with(variable), "{variable}: {message}");
+        assert!(
+            function.output().contains(variable),
+            "{}",
+            function.output()
+        );
+        assert!(
+            api.first_next().is_none(),
+            "no invocation may be taken after a failed init"
+        );
+    }
+}
+
+#[tokio::test]
+async fn recovers_after_the_database_was_unreachable() {
+    let db = TestDb::new().await;
+    let proxy = Proxy::start(("127.0.0.1".into(), db.config.get_ports()[0])).await;
+    let via_proxy = db.connection_string().replace(
+        &format!("port={}", db.config.get_ports()[0]),
+        &format!("port={}", proxy.port()),
+    );
+    let api = RuntimeApi::start().await;
+    let mut function = Function::spawn(&api, &env(&via_proxy));
+    let batch = |n: &str| {
+        Batch::default()
+            .event(&format!("{n}-1"), &audit_event(&format!("{n}-a")))
+            .event(&format!("{n}-2"), &billing_event(&format!("{n}-b")))
+    };
+
+    assert!(failures(api.invoke(&batch("before").sqs_event()).await).is_empty());
+    proxy.cut();
+    assert_eq!(
+        failures(api.invoke(&batch("during").sqs_event()).await),
+        ["during-1", "during-2"]
+    );
+    assert_eq!(
+        failures(api.invoke(&batch("still").sqs_event()).await),
+        ["still-1", "still-2"]
+    );
+    proxy.restore();
+    assert!(failures(api.invoke(&batch("after").sqs_event()).await).is_empty());
+
+    assert!(
+        function.is_running(),
+        "the same process serves on: {}",
+        function.output()
+    );
+    let ids: Vec<String> = db
+        .client()
+        .await
+        .query(
+            "SELECT event_id FROM audit.audit_events ORDER BY event_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, ["after-a", "after-b", "before-a", "before-b"]);
+    assert_eq!(counts(&db).await, [4, 2, 0]);
+}
+
+/// A role with a real password, so the connection string carries one.
+async fn role_with_password(db: &TestDb) -> (String, String) {
+    let role = crate::support::server::unique_name("writer");
+    let password = format!("pw-{role}-SECRET");
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{password}';
+             GRANT USAGE ON SCHEMA audit, billing TO {role};
+             GRANT INSERT, SELECT ON ALL TABLES IN SCHEMA audit, billing TO {role};"
+        ))
+        .await
+        .unwrap();
+    let mut parts: Vec<String> = db
+        .connection_string()
+        .split(' ')
+        .filter(|p| !p.starts_with("user=") && !p.starts_with("password="))
+        .map(str::to_owned)
+        .collect();
+    parts.push(format!("user={role}"));
+    parts.push(format!("password={password}"));
+    (parts.join(" "), password)
+}
+
+fn marked_batch(marker: &str) -> Batch {
+    let mut sensitive = billing_event("secret-1");
+    sensitive["details"]["pid"] = json!(marker);
+    let mut invalid = audit_event("secret-2");
+    invalid["timestamp"] = json!(marker);
+    Batch::default()
+        .event("m1", &sensitive)
+        .event("m2", &invalid)
+        .raw(
+            "m3",
+            key().encrypt(format!("{{\"broken\": \"{marker}\"").as_bytes()),
+        )
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs() {
+    let db = TestDb::new().await;
+    let (connection_string, password) = role_with_password(&db).await;
+    let marker = "PERSONAL-DATA-8c1f";
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(
+        &api,
+        &[
+            ("DB_CONNECTION_STRING", connection_string),
+            ("LOCAL_DATA_KEY", KEY_B64.into()),
+            ("AWS_LAMBDA_LOG_LEVEL", "trace".into()),
+        ],
+    );
+    assert_eq!(
+        failures(api.invoke(&marked_batch(marker).sqs_event()).await),
+        ["m2", "m3"]
+    );
+    let logs = function.output();
+    assert!(
+        logs.contains("m1") && logs.contains("stored"),
+        "the logs were captured: {logs}"
+    );
+    let key_hex: String = (0u8..32).map(|b| format!("{b:02x}")).collect();
+    for secret in [KEY_B64, key_hex.as_str(), password.as_str(), marker] {
+        assert!(
+            !logs.contains(secret),
+            "{secret:?} leaked into the logs:\n{logs}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn decrypted_events_are_printed_only_when_enabled() {
+    let db = TestDb::new().await;
+    let marker = "PERSONAL-DATA-77aa";
+    let api = RuntimeApi::start().await;
+    let mut vars = env(&db.connection_string());
+    vars.push(("LOG_DECRYPTED_EVENTS", "true".into()));
+    let function = Function::spawn(&api, &vars);
+    let mut event = audit_event("printed");
+    event["details"]["pid"] = json!(marker);
+    let batch = Batch::default().event("m1", &event);
+    assert!(failures(api.invoke(&batch.sqs_event()).await).is_empty());
+    let line = function
+        .stdout()
+        .lines()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("event not printed:\n{}", function.output()))
+        .to_owned();
+    assert_eq!(
+        serde_json::from_str::<Value>(&line).unwrap(),
+        event,
+        "one JSON line per event"
+    );
+}

@@ -1,0 +1,95 @@
+//! Runs the real `bootstrap` binary as Lambda would: a child process with
+//! the Lambda environment, talking to the Runtime API emulator.
+//!
+//! `EVENT_RECORDER_BOOTSTRAP` selects another binary (the one packaged in the
+//! Lambda zip); by default it is the one Cargo built for these tests.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::runtime_api::RuntimeApi;
+
+pub fn bootstrap_path() -> PathBuf {
+    std::env::var_os("EVENT_RECORDER_BOOTSTRAP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_bootstrap")))
+}
+
+pub struct Function {
+    child: Child,
+    dir: tempfile::TempDir,
+    #[allow(dead_code)] // read by benches/lambda.rs
+    pub spawned: Instant,
+}
+
+impl Function {
+    /// Starts `bootstrap` with only the Lambda variables and `env`.
+    pub fn spawn(api: &RuntimeApi, env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::fs::File::create(dir.path().join("stdout")).unwrap();
+        let err = std::fs::File::create(dir.path().join("stderr")).unwrap();
+        let spawned = Instant::now();
+        let child = Command::new(bootstrap_path())
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", api.endpoint())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "event-recorder")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/event-recorder")
+            .env(
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                "2026/11/28/[$LATEST]0123456789abcdef",
+            )
+            .env("AWS_REGION", "eu-west-2")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bootstrap_path().display()));
+        Self {
+            child,
+            dir,
+            spawned,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
+    }
+
+    /// Everything the process wrote, stdout then stderr.
+    pub fn output(&self) -> String {
+        let err = std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default();
+        format!("{}{err}", self.stdout())
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits without blocking the runtime (the emulator runs on it).
+    pub async fn exit_status(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    #[allow(dead_code)] // used by benches/lambda.rs
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
