@@ -47,7 +47,7 @@ async fn run(mut config: tokio_postgres::Config) {
         (
             "DB_CONNECTION_STRING",
             format!(
-                "host=127.0.0.1 port={} user=postgres dbname=postgres",
+                "host=127.0.0.1 port={} user=postgres password=unused-under-trust dbname=postgres",
                 config.get_ports()[0]
             ),
         ),

@@ -61,7 +61,9 @@ async fn run(admin: tokio_postgres::Config) {
             })
             .unwrap();
         schema::migrate(&mut migrate_client).await.unwrap();
-        let mut store = Store::connect(&config).await.unwrap();
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let mut store = Store::new(client).await.unwrap();
 
         let mut full = Duration::ZERO;
         let mut store_only = Duration::ZERO;

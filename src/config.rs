@@ -4,10 +4,9 @@
 //! connection string may hold a password and the key variables hold keys.
 
 use std::collections::HashMap;
-use std::str::FromStr;
-use std::time::Duration;
 
 use crate::crypto::DataKey;
+use crate::database::Settings;
 
 /// Where the AES data key comes from. Exactly one source may be configured.
 #[derive(Debug, Clone)]
@@ -23,9 +22,19 @@ pub enum KeySource {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub database: tokio_postgres::Config,
+    pub database: DatabaseConfig,
     pub key_source: KeySource,
     pub log_decrypted_events: bool,
+}
+
+/// What the database connection needs; all the CLI's `migrate` reads.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub settings: Settings,
+    /// `ENCRYPTED_DATABASE_PASSWORD`: base64 KMS ciphertext of the password.
+    /// Without it (and without a password in the connection string) the
+    /// password is an RDS IAM token.
+    pub encrypted_password: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -48,6 +57,7 @@ pub const DECRYPTION_KEY_BUCKET_NAME: &str = "DECRYPTION_KEY_BUCKET_NAME";
 pub const DECRYPTION_KEY_FILE_NAME: &str = "DECRYPTION_KEY_FILE_NAME";
 pub const LOCAL_DATA_KEY: &str = "LOCAL_DATA_KEY";
 pub const LOG_DECRYPTED_EVENTS: &str = "LOG_DECRYPTED_EVENTS";
+pub const ENCRYPTED_DATABASE_PASSWORD: &str = "ENCRYPTED_DATABASE_PASSWORD";
 
 /// Every variable the binaries read (the deployment template must match).
 pub const VARIABLES: &[&str] = &[
@@ -57,11 +67,25 @@ pub const VARIABLES: &[&str] = &[
     DECRYPTION_KEY_FILE_NAME,
     LOCAL_DATA_KEY,
     LOG_DECRYPTED_EVENTS,
+    ENCRYPTED_DATABASE_PASSWORD,
 ];
 
-/// Applied when the connection string sets no `connect_timeout`, so an
-/// unreachable database fails a batch quickly instead of eating the timeout.
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+fn lookup<'a>(vars: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+impl DatabaseConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            settings: Settings::parse(lookup(vars, DB_CONNECTION_STRING))?,
+            encrypted_password: lookup(vars, ENCRYPTED_DATABASE_PASSWORD).map(str::to_owned),
+        })
+    }
+}
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -70,9 +94,9 @@ impl Config {
 
     /// The same rules over a given set of variables (empty counts as unset).
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let get = |name: &str| lookup(vars, name);
         Ok(Config {
-            database: database(get(DB_CONNECTION_STRING))?,
+            database: DatabaseConfig::from_vars(vars)?,
             key_source: key_source(
                 get(ENCRYPTION_KEY),
                 get(DECRYPTION_KEY_BUCKET_NAME),
@@ -82,33 +106,6 @@ impl Config {
             log_decrypted_events: flag(LOG_DECRYPTED_EVENTS, get(LOG_DECRYPTED_EVENTS))?,
         })
     }
-}
-
-/// Parses a libpq keyword/value string or a `postgres://` URL.
-pub fn database(value: Option<&str>) -> Result<tokio_postgres::Config, ConfigError> {
-    let value = value.ok_or_else(|| {
-        error(
-            DB_CONNECTION_STRING,
-            "required; a libpq keyword/value string (host=... dbname=... user=...) or a postgres:// URL",
-        )
-    })?;
-    // tokio-postgres' parse errors quote no values, but keep ours generic anyway.
-    let mut config = tokio_postgres::Config::from_str(value).map_err(|_| {
-        error(
-            DB_CONNECTION_STRING,
-            "not a valid libpq keyword/value string or postgres:// URL",
-        )
-    })?;
-    if config.get_hosts().is_empty() {
-        return Err(error(DB_CONNECTION_STRING, "names no host"));
-    }
-    if config.get_user().is_none() {
-        return Err(error(DB_CONNECTION_STRING, "names no user"));
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-    }
-    Ok(config)
 }
 
 fn key_source(
@@ -200,11 +197,8 @@ mod tests {
         let c = vars(&[DB, (LOCAL_DATA_KEY, KEY)]).unwrap();
         assert!(matches!(c.key_source, KeySource::Local(_)));
         assert!(!c.log_decrypted_events);
-        assert_eq!(c.database.get_ports(), [6432]);
-        assert_eq!(
-            c.database.get_connect_timeout(),
-            Some(&DEFAULT_CONNECT_TIMEOUT)
-        );
+        assert_eq!(c.database.settings.port(), 6432);
+        assert_eq!(c.database.encrypted_password, None);
     }
 
     #[test]
@@ -216,13 +210,15 @@ mod tests {
             ),
             (ENCRYPTION_KEY, "Y2lwaGVy"),
             (LOG_DECRYPTED_EVENTS, "TRUE"),
+            (ENCRYPTED_DATABASE_PASSWORD, "cHc="),
         ])
         .unwrap();
+        assert_eq!(c.database.encrypted_password.as_deref(), Some("cHc="));
         assert!(matches!(c.key_source, KeySource::KmsCiphertext(ref v) if v == "Y2lwaGVy"));
         assert!(c.log_decrypted_events);
         assert_eq!(
-            c.database.get_connect_timeout(),
-            Some(&Duration::from_secs(2))
+            c.database.settings.config.get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(2))
         );
     }
 

@@ -3,8 +3,10 @@
 //! Start at [`recorder`]: it is where a message becomes a row.
 
 pub mod app;
+pub mod aws;
 pub mod config;
 pub mod crypto;
+pub mod database;
 pub mod event;
 pub mod recorder;
 pub mod route;

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 use tokio_postgres::types::Json;
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 use crate::route::{ExtraRow, Record};
 
@@ -69,17 +69,6 @@ impl Inserted {
 }
 
 impl Store {
-    /// Connects without TLS and drives the connection on the current runtime.
-    pub async fn connect(config: &Config) -> Result<Self, tokio_postgres::Error> {
-        let (client, connection) = config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!(%error, "database connection ended");
-            }
-        });
-        Self::new(client).await
-    }
-
     /// Wraps a connected client, preparing the insert statements.
     pub async fn new(client: Client) -> Result<Self, tokio_postgres::Error> {
         let (audit, billing, fraud) = tokio::try_join!(
