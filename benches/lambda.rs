@@ -47,8 +47,9 @@ async fn run(mut config: tokio_postgres::Config) {
         (
             "DB_CONNECTION_STRING",
             format!(
-                "host=127.0.0.1 port={} user=postgres password=unused-under-trust dbname=postgres",
-                config.get_ports()[0]
+                "host=127.0.0.1 port={} user=postgres password={} dbname=postgres",
+                config.get_ports()[0],
+                local::PASSWORD
             ),
         ),
         ("LOCAL_DATA_KEY", KEY_B64.to_owned()),

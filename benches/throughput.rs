@@ -28,8 +28,11 @@ fn event(n: usize) -> serde_json::Value {
 }
 
 fn main() {
-    let server =
-        local::LocalServer::start(local::Options { durable: true }).expect("local PostgreSQL");
+    let server = local::LocalServer::start(local::Options {
+        durable: true,
+        ..Default::default()
+    })
+    .expect("local PostgreSQL");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -273,9 +273,9 @@ pub enum Password {
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("TLS with the database failed: {0}")]
+    #[error("TLS with the database failed: {}", describe(.0))]
     Tls(tokio_postgres::Error),
-    #[error("cannot reach or log in to the database: {0}")]
+    #[error("cannot reach or log in to the database: {}", describe(.0))]
     Database(tokio_postgres::Error),
     #[error("cannot make an RDS IAM token: {0}")]
     Token(String),
@@ -348,6 +348,22 @@ impl Database {
         )
         .map_err(ConnectError::Token)
     }
+}
+
+/// A database error with its cause: tokio-postgres' own text is only its kind
+/// ("db error"). The server's message is kept, its DETAIL (which may quote
+/// row values) is not.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
 }
 
 fn classify(e: tokio_postgres::Error) -> ConnectError {

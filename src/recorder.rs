@@ -33,7 +33,7 @@ pub enum MessageError {
     Event(#[from] EventError),
     #[error("invalid event: {0}")]
     Route(#[from] RouteError),
-    #[error("database write failed: {0}")]
+    #[error("database write failed: {}", crate::database::describe(.0))]
     Store(#[from] tokio_postgres::Error),
 }
 
@@ -101,7 +101,11 @@ impl Recorder {
                 }
             }
             Err(batch_error) => {
-                warn!(error = %batch_error, count = valid.len(), "batch write failed; writing messages one by one");
+                warn!(
+                    error = crate::database::describe(&batch_error),
+                    count = valid.len(),
+                    "batch write failed; writing messages one by one"
+                );
                 for (message, record) in &valid {
                     match store.insert(&[record]).await {
                         Ok(mut inserted) => {

@@ -4,6 +4,8 @@
 //! `AWS_REGION`, the Lambda role's variables).
 
 mod http;
+
+pub use http::client as http_client;
 pub mod rds_token;
 
 use aws_config::{BehaviorVersion, SdkConfig};

@@ -189,30 +189,6 @@ async fn recovers_after_the_database_was_unreachable() {
     assert_eq!(counts(&db).await, [4, 2, 0]);
 }
 
-/// A role with a real password, so the connection string carries one.
-async fn role_with_password(db: &TestDb) -> (String, String) {
-    let role = crate::support::server::unique_name("writer");
-    let password = format!("pw-{role}-SECRET");
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN PASSWORD '{password}';
-             GRANT USAGE ON SCHEMA audit, billing TO {role};
-             GRANT INSERT, SELECT ON ALL TABLES IN SCHEMA audit, billing TO {role};"
-        ))
-        .await
-        .unwrap();
-    let mut parts: Vec<String> = db
-        .connection_string()
-        .split(' ')
-        .filter(|p| !p.starts_with("user=") && !p.starts_with("password="))
-        .map(str::to_owned)
-        .collect();
-    parts.push(format!("user={role}"));
-    parts.push(format!("password={password}"));
-    (parts.join(" "), password)
-}
-
 fn marked_batch(marker: &str) -> Batch {
     let mut sensitive = billing_event("secret-1");
     sensitive["details"]["pid"] = json!(marker);
@@ -230,7 +206,8 @@ fn marked_batch(marker: &str) -> Batch {
 #[tokio::test]
 async fn no_secret_reaches_the_logs() {
     let db = TestDb::new().await;
-    let (connection_string, password) = role_with_password(&db).await;
+    let (role, password) = db.role_with_password().await;
+    let connection_string = format!("{role} password={password}");
     let marker = "PERSONAL-DATA-8c1f";
     let api = RuntimeApi::start().await;
     let function = Function::spawn(

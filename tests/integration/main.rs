@@ -7,3 +7,5 @@ mod batch;
 mod cli;
 mod lambda;
 mod schema;
+mod secrets;
+mod tls;

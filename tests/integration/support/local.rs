@@ -11,12 +11,18 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Config;
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Keep PostgreSQL's default durability (fsync, synchronous commit).
     /// Off for tests, on for benchmarks.
     pub durable: bool,
+    /// Serve TLS with this certificate and key (PEM), and accept TCP
+    /// connections over TLS only (`hostssl`).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
+
+/// The superuser's password; TCP connections authenticate with SCRAM.
+pub const PASSWORD: &str = "postgres";
 
 pub struct LocalServer {
     bin: PathBuf,
@@ -62,11 +68,23 @@ impl LocalServer {
         self.port
     }
 
-    /// Superuser `postgres` on database `postgres`, over TCP (trust auth).
+    /// Superuser `postgres` on database `postgres`, over TCP.
     pub fn config(&self) -> Config {
         let mut config = Config::new();
         config
             .host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .password(PASSWORD)
+            .dbname("postgres");
+        config
+    }
+
+    /// Superuser over the unix socket (trust auth, never TLS).
+    pub fn socket_config(&self) -> Config {
+        let mut config = Config::new();
+        config
+            .host_path(self.dir.path())
             .port(self.port)
             .user("postgres")
             .dbname("postgres");
@@ -106,6 +124,13 @@ impl LocalServer {
             .arg("-k")
             .arg(self.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1"]);
+        if let Some((cert, key)) = &self.options.tls {
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", cert.display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", key.display()));
+        }
         if !self.options.durable {
             cmd.args([
                 "-c",
@@ -123,18 +148,22 @@ impl LocalServer {
     }
 
     fn initdb(&self) -> Result<(), String> {
+        let pwfile = self.dir.path().join("pwfile");
+        std::fs::write(&pwfile, PASSWORD).map_err(|e| e.to_string())?;
+        self.give(&pwfile)?;
+        let data = self.dir.path().join("data");
         let out = self
             .command("initdb")
             .arg("-D")
-            .arg(self.dir.path().join("data"))
+            .arg(&data)
+            .arg(format!("--pwfile={}", pwfile.display()))
             .args([
                 "-U",
                 "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--no-locale",
-                "--no-sync",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
             ])
+            .args(["--encoding=UTF8", "--no-locale", "--no-sync"])
             .output()
             .map_err(|e| format!("spawn initdb: {e}"))?;
         if !out.status.success() {
@@ -143,7 +172,27 @@ impl LocalServer {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
+        if let Some((cert, key)) = &self.options.tls {
+            // postgres insists on owning a private key no one else can read.
+            for file in [cert, key] {
+                self.give(file)?;
+            }
+            std::fs::set_permissions(key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+            let hba = "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n";
+            std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| e.to_string())?;
+        }
         Ok(())
+    }
+
+    /// Hands a file to the user postgres runs as.
+    fn give(&self, path: &Path) -> Result<(), String> {
+        match self.user {
+            Some((uid, gid)) => {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| e.to_string())
+            }
+            None => Ok(()),
+        }
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
@@ -153,8 +202,9 @@ impl LocalServer {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            // Over the socket: TCP may demand TLS.
             if runtime
-                .block_on(self.config().connect(tokio_postgres::NoTls))
+                .block_on(self.socket_config().connect(tokio_postgres::NoTls))
                 .is_ok()
             {
                 return Ok(());

@@ -1,9 +1,11 @@
 //! Test support: a real PostgreSQL server per test process, a fresh database
 //! per test, and builders for encrypted test messages.
 
+pub mod certs;
 pub mod events;
 pub mod function;
 pub mod local;
+pub mod moto;
 pub mod proxy;
 pub mod runtime_api;
 pub mod server;
@@ -68,6 +70,28 @@ impl TestDb {
             .map(String::from_utf8_lossy)
             .unwrap_or("unused-under-trust".into());
         s + &format!(" password={password}")
+    }
+
+    /// A login role with a real password and the Lambda's grants; returns
+    /// a connection string for it (without the password) and the password.
+    pub async fn role_with_password(&self) -> (String, String) {
+        let role = server::unique_name("writer");
+        let password = format!("pw-{role}-SECRET");
+        self.client()
+            .await
+            .batch_execute(&format!(
+                "CREATE ROLE {role} LOGIN PASSWORD '{password}';
+                 GRANT USAGE ON SCHEMA audit, billing TO {role};
+                 GRANT INSERT, SELECT ON ALL TABLES IN SCHEMA audit, billing TO {role};"
+            ))
+            .await
+            .unwrap();
+        let full = self.connection_string();
+        let without: Vec<&str> = full
+            .split(' ')
+            .filter(|p| !p.starts_with("user=") && !p.starts_with("password="))
+            .collect();
+        (format!("{} user={role}", without.join(" ")), password)
     }
 
     pub async fn client(&self) -> Client {

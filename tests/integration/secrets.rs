@@ -1,0 +1,296 @@
+//! Production secrets against emulated AWS (moto on 127.0.0.1): the data key
+//! from KMS (env or S3), the password from KMS, RDS IAM tokens.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::support::TestDb;
+use crate::support::events::{Batch, audit_event, billing_event};
+use crate::support::function::Function;
+use crate::support::moto;
+use crate::support::runtime_api::{Outcome, RuntimeApi};
+
+/// The test's own SDK client config for moto (the function reads the env).
+async fn sdk() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(event_recorder::aws::http_client().unwrap())
+        .endpoint_url(&moto::shared().endpoint)
+        .region(Region::new("eu-west-2"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await
+}
+
+async fn kms_key(sdk: &SdkConfig) -> String {
+    let key = aws_sdk_kms::Client::new(sdk)
+        .create_key()
+        .send()
+        .await
+        .unwrap();
+    key.key_metadata.unwrap().key_id
+}
+
+async fn kms_encrypt(sdk: &SdkConfig, key_id: &str, plaintext: &[u8]) -> String {
+    let out = aws_sdk_kms::Client::new(sdk)
+        .encrypt()
+        .key_id(key_id)
+        .plaintext(aws_smithy_types::Blob::new(plaintext))
+        .send()
+        .await
+        .unwrap();
+    BASE64.encode(out.ciphertext_blob.unwrap().into_inner())
+}
+
+/// The data key the test events are encrypted with, as KMS ciphertext.
+async fn wrapped_data_key(sdk: &SdkConfig) -> String {
+    let key = kms_key(sdk).await;
+    let raw = BASE64.decode(crate::support::events::KEY_B64).unwrap();
+    kms_encrypt(sdk, &key, &raw).await
+}
+
+type Vars = Vec<(&'static str, String)>;
+
+fn env(pairs: &[(&'static str, String)]) -> Vars {
+    let mut all = moto::aws_env();
+    all.extend_from_slice(pairs);
+    all
+}
+
+async fn stores_a_batch(db: &TestDb, vars: &[(&'static str, String)]) -> Function {
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(&api, vars);
+    let batch = Batch::default()
+        .event("m1", &audit_event("a1"))
+        .event("m2", &billing_event("b1"));
+    match api.invoke(&batch.sqs_event()).await {
+        Outcome::Response(r) => assert_eq!(
+            r["batchItemFailures"],
+            serde_json::json!([]),
+            "{}",
+            function.output()
+        ),
+        Outcome::Error(e) => panic!("{e}: {}", function.output()),
+    }
+    assert_eq!(db.count("audit.audit_events").await, 2);
+    assert_eq!(db.count("billing.billing_events").await, 1);
+    function
+}
+
+#[tokio::test]
+async fn data_key_from_kms_ciphertext_in_the_environment() {
+    let db = TestDb::new().await;
+    let sdk = sdk().await;
+    let vars = env(&[
+        ("DB_CONNECTION_STRING", db.connection_string()),
+        ("ENCRYPTION_KEY", wrapped_data_key(&sdk).await),
+    ]);
+    let function = stores_a_batch(&db, &vars).await;
+    assert!(
+        function.output().contains("data key decrypted with KMS"),
+        "{}",
+        function.output()
+    );
+}
+
+#[tokio::test]
+async fn data_key_from_kms_ciphertext_in_s3() {
+    let db = TestDb::new().await;
+    let sdk = sdk().await;
+    let bucket = crate::support::server::unique_name("keys").replace('_', "-");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket(&bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ciphertext = format!("{}\n", wrapped_data_key(&sdk).await);
+    s3.put_object()
+        .bucket(&bucket)
+        .key("keys/data-key")
+        .body(ciphertext.into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let vars = env(&[
+        ("DB_CONNECTION_STRING", db.connection_string()),
+        ("DECRYPTION_KEY_BUCKET_NAME", bucket),
+        ("DECRYPTION_KEY_FILE_NAME", "keys/data-key".into()),
+    ]);
+    stores_a_batch(&db, &vars).await;
+}
+
+#[tokio::test]
+async fn password_from_kms_ciphertext() {
+    let db = TestDb::new().await;
+    let sdk = sdk().await;
+    let (without_password, password) = db.role_with_password().await;
+    let key = kms_key(&sdk).await;
+    let vars = env(&[
+        ("DB_CONNECTION_STRING", without_password),
+        ("ENCRYPTION_KEY", wrapped_data_key(&sdk).await),
+        (
+            "ENCRYPTED_DATABASE_PASSWORD",
+            kms_encrypt(&sdk, &key, password.as_bytes()).await,
+        ),
+    ]);
+    let function = stores_a_batch(&db, &vars).await;
+    assert!(!function.output().contains(&password));
+}
+
+#[tokio::test]
+async fn start_up_failures_name_their_source() {
+    let db = TestDb::new().await;
+    let sdk = sdk().await;
+    let key = kms_key(&sdk).await;
+    let conn = db.connection_string();
+    // (the init error's start, what the case is, its variables)
+    let cases: Vec<(&str, &str, Vars)> = vec![
+        (
+            "ENCRYPTION_KEY: not valid base64",
+            "malformed",
+            vec![("ENCRYPTION_KEY", "%%%".into())],
+        ),
+        (
+            "ENCRYPTION_KEY: KMS Decrypt failed",
+            "not a ciphertext",
+            vec![("ENCRYPTION_KEY", BASE64.encode([1u8; 64]))],
+        ),
+        (
+            "ENCRYPTION_KEY: the data key is 20 bytes long",
+            "wrong length",
+            vec![("ENCRYPTION_KEY", kms_encrypt(&sdk, &key, &[3; 20]).await)],
+        ),
+        (
+            "DECRYPTION_KEY_FILE_NAME: S3 GetObject",
+            "no such object",
+            vec![
+                ("DECRYPTION_KEY_BUCKET_NAME", "no-such-bucket".into()),
+                ("DECRYPTION_KEY_FILE_NAME", "missing".into()),
+            ],
+        ),
+        (
+            "ENCRYPTED_DATABASE_PASSWORD: KMS Decrypt failed",
+            "password not a ciphertext",
+            vec![
+                ("ENCRYPTION_KEY", kms_encrypt(&sdk, &key, &[3; 32]).await),
+                ("ENCRYPTED_DATABASE_PASSWORD", BASE64.encode([2u8; 40])),
+            ],
+        ),
+    ];
+    for (expected, case, vars) in cases {
+        let mut all = env(&[("DB_CONNECTION_STRING", conn.clone())]);
+        all.extend(vars);
+        let api = RuntimeApi::start().await;
+        let mut function = Function::spawn(&api, &all);
+        let status = function.exit_status(Duration::from_secs(20)).await;
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{case}: {status:?}\n{}",
+            function.output()
+        );
+        let (_, body) = api
+            .init_error()
+            .unwrap_or_else(|| panic!("{case}: no init error\n{}", function.output()));
+        let message = body["errorMessage"].as_str().unwrap();
+        assert!(message.starts_with(expected), "{case}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_password_the_function_signs_in_with_an_iam_token() {
+    let db = TestDb::new().await;
+    let (without_password, _) = db.role_with_password().await;
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(
+        &api,
+        &env(&[
+            ("DB_CONNECTION_STRING", without_password.clone()),
+            ("LOCAL_DATA_KEY", crate::support::events::KEY_B64.into()),
+        ]),
+    );
+    // The server knows nothing of IAM: the token is refused as a password.
+    let batch = Batch::default().event("m1", &audit_event("a1"));
+    let Outcome::Response(r) = api.invoke(&batch.sqs_event()).await else {
+        panic!("function error")
+    };
+    assert_eq!(
+        r["batchItemFailures"][0]["itemIdentifier"],
+        "m1",
+        "{without_password}\n{}",
+        function.output()
+    );
+    let logs = function.output();
+    assert!(logs.contains("using RDS IAM authentication"), "{logs}");
+    assert!(logs.contains("password authentication failed"), "{logs}");
+}
+
+#[test]
+fn iam_token_matches_botocore() {
+    let python = moto::shared()
+        .venv_python
+        .clone()
+        .unwrap_or_else(|| "python3".into());
+    let at = UNIX_EPOCH + Duration::from_secs(1_795_867_200); // 2026-11-28T12:00:00Z
+    let (host, port, user) = (
+        "db.abc123.eu-west-2.rds.amazonaws.com",
+        6432,
+        "event_writer",
+    );
+    let credentials = Credentials::new(
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        None,
+        None,
+        "t",
+    );
+    let ours =
+        event_recorder::aws::rds_token::generate(&credentials, "eu-west-2", host, port, user, at)
+            .unwrap();
+
+    // botocore's generate_db_auth_token, with its clock fixed at the same instant.
+    let script = r#"
+import datetime, sys, botocore.auth, botocore.session
+botocore.auth.get_current_datetime = lambda *args, **kwargs: datetime.datetime(2026, 11, 28, 12, 0, 0)
+session = botocore.session.get_session()
+session.set_credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+rds = session.create_client("rds", region_name="eu-west-2")
+print(rds.generate_db_auth_token(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, host, &port.to_string(), user])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let split = |token: &str| {
+        let (base, query) = token.split_once('?').unwrap();
+        let mut params: Vec<String> = query.split('&').map(str::to_owned).collect();
+        params.sort();
+        (base.to_owned(), params)
+    };
+    assert_eq!(
+        split(&ours),
+        split(&theirs),
+        "\nours:   {ours}\ntheirs: {theirs}"
+    );
+    assert!(ours.contains("X-Amz-Signature="));
+    let _ = SystemTime::now();
+}

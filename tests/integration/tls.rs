@@ -1,0 +1,153 @@
+//! TLS to PostgreSQL as libpq does it: a throwaway CA, a server that takes
+//! TCP connections over TLS only, and the real `bootstrap` connecting to it.
+//! The server is a local cluster of its own (it needs its own config), so
+//! these tests need PostgreSQL's binaries whatever source the rest use.
+
+use std::time::Duration;
+
+use event_recorder::schema;
+
+use crate::support::certs::{self, Pki};
+use crate::support::events::{Batch, KEY_B64, audit_event};
+use crate::support::function::Function;
+use crate::support::local::{LocalServer, Options, PASSWORD};
+use crate::support::runtime_api::{Outcome, RuntimeApi};
+
+async fn tls_server() -> (Pki, LocalServer) {
+    let pki = certs::make(&["localhost"]);
+    let tls = Some((pki.server_cert.clone(), pki.server_key.clone()));
+    let server = std::thread::spawn(move || {
+        LocalServer::start(Options {
+            tls,
+            ..Default::default()
+        })
+    })
+    .join()
+    .unwrap()
+    .unwrap_or_else(|e| panic!("TLS tests need PostgreSQL's server binaries: {e}"));
+    let mut client = crate::support::connect(&server.socket_config()).await;
+    schema::migrate(&mut client).await.unwrap();
+    (pki, server)
+}
+
+fn connection(server: &LocalServer, host: &str, tls: &str) -> Vec<(&'static str, String)> {
+    let conn = format!(
+        "host={host} port={} user=postgres password={PASSWORD} dbname=postgres {tls}",
+        server.port()
+    );
+    vec![
+        ("DB_CONNECTION_STRING", conn),
+        ("LOCAL_DATA_KEY", KEY_B64.into()),
+    ]
+}
+
+async fn init_error(vars: &[(&'static str, String)]) -> String {
+    let api = RuntimeApi::start().await;
+    let mut function = Function::spawn(&api, vars);
+    let status = function.exit_status(Duration::from_secs(20)).await;
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{status:?}: {}",
+        function.output()
+    );
+    let (_, body) = api.init_error().expect("init error reported");
+    body["errorMessage"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn verify_full_with_the_right_ca_records_events() {
+    let (pki, server) = tls_server().await;
+    let tls = format!("sslmode=verify-full sslrootcert={}", pki.ca.display());
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(&api, &connection(&server, "localhost", &tls));
+    let batch = Batch::default().event("m1", &audit_event("a1"));
+    let Outcome::Response(r) = api.invoke(&batch.sqs_event()).await else {
+        panic!("function error")
+    };
+    assert_eq!(
+        r["batchItemFailures"],
+        serde_json::json!([]),
+        "{}",
+        function.output()
+    );
+    let client = crate::support::connect(&server.socket_config()).await;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl WHERE ssl AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i64>(0),
+        1,
+        "the function's session is encrypted"
+    );
+    assert_eq!(
+        client
+            .query_one("SELECT count(*) FROM audit.audit_events", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_ca_stops_start_up() {
+    let (pki, server) = tls_server().await;
+    let tls = format!("sslmode=verify-full sslrootcert={}", pki.other_ca.display());
+    let message = init_error(&connection(&server, "localhost", &tls)).await;
+    assert!(
+        message.starts_with("DB_CONNECTION_STRING: TLS with the database failed"),
+        "{message}"
+    );
+    assert!(message.contains("certificate verify failed"), "{message}");
+}
+
+#[tokio::test]
+async fn a_wrong_host_name_stops_start_up() {
+    let (pki, server) = tls_server().await;
+    // The certificate names `localhost`, not 127.0.0.1.
+    let tls = format!("sslmode=verify-full sslrootcert={}", pki.ca.display());
+    let message = init_error(&connection(&server, "127.0.0.1", &tls)).await;
+    assert!(
+        message.starts_with("DB_CONNECTION_STRING: TLS with the database failed"),
+        "{message}"
+    );
+    // verify-ca checks the chain only, so the same address is accepted.
+    let tls = format!("sslmode=verify-ca sslrootcert={}", pki.ca.display());
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(&api, &connection(&server, "127.0.0.1", &tls));
+    let Outcome::Response(r) = api
+        .invoke(&Batch::default().event("m", &audit_event("x")).sqs_event())
+        .await
+    else {
+        panic!("function error")
+    };
+    assert_eq!(
+        r["batchItemFailures"],
+        serde_json::json!([]),
+        "{}",
+        function.output()
+    );
+}
+
+#[tokio::test]
+async fn sslmode_disable_is_refused_by_a_tls_only_server() {
+    let (_pki, server) = tls_server().await;
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(&api, &connection(&server, "127.0.0.1", "sslmode=disable"));
+    let Outcome::Response(r) = api
+        .invoke(&Batch::default().event("m1", &audit_event("a1")).sqs_event())
+        .await
+    else {
+        panic!("function error")
+    };
+    assert_eq!(r["batchItemFailures"][0]["itemIdentifier"], "m1");
+    let logs = function.output();
+    assert!(
+        logs.contains("no pg_hba.conf entry") && logs.contains("no encryption"),
+        "{logs}"
+    );
+}
