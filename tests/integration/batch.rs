@@ -23,14 +23,6 @@ async fn record(db: &TestDb, batch: &Batch) -> BatchReport {
     recorder().record_batch(&mut store, &batch.messages()).await
 }
 
-async fn row_counts(db: &TestDb) -> [i64; 3] {
-    [
-        db.count("audit.audit_events").await,
-        db.count("billing.billing_events").await,
-        db.count("billing.fraud_events").await,
-    ]
-}
-
 #[tokio::test]
 async fn stored_audit_event_column_by_column() {
     let db = TestDb::new().await;
@@ -52,7 +44,7 @@ async fn stored_audit_event_column_by_column() {
     assert_eq!(row.get::<_, &str>(3), "saml-engine");
     assert_eq!(row.get::<_, &str>(4), "session-e1");
     assert_eq!(row.get::<_, Value>(5), audit_event("e1")["details"]);
-    assert_eq!(row_counts(&db).await, [1, 0, 0]);
+    assert_eq!(db.row_counts().await, [1, 0, 0]);
 }
 
 #[tokio::test]
@@ -146,7 +138,7 @@ async fn billing_event_column_by_column() {
     );
     assert_eq!(cols(1)[7], s("LEVEL_2"));
     assert_eq!(cols(1)[9], None);
-    assert_eq!(row_counts(&db).await, [2, 2, 0]);
+    assert_eq!(db.row_counts().await, [2, 2, 0]);
 }
 
 #[tokio::test]
@@ -182,7 +174,7 @@ async fn fraud_event_column_by_column() {
             "https://rp.example",
         ]
     );
-    assert_eq!(row_counts(&db).await, [1, 0, 1]);
+    assert_eq!(db.row_counts().await, [1, 0, 1]);
 }
 
 #[tokio::test]
@@ -198,7 +190,7 @@ async fn duplicate_is_idempotent_and_never_an_error() {
         .event("m3", &audit_event("a"))
         .event("m4", &audit_event("a"));
     assert_eq!(record(&db, &twice).await, report(&[], 1, 1));
-    assert_eq!(row_counts(&db).await, [2, 1, 0]);
+    assert_eq!(db.row_counts().await, [2, 1, 0]);
 }
 
 #[tokio::test]
@@ -228,7 +220,7 @@ async fn undecryptable_not_json_and_missing_field_are_reported_failed() {
             0
         )
     );
-    assert_eq!(row_counts(&db).await, [0, 0, 0]);
+    assert_eq!(db.row_counts().await, [0, 0, 0]);
 }
 
 #[tokio::test]
@@ -243,7 +235,7 @@ async fn billing_event_missing_a_detail_stores_nothing_at_all() {
         assert_eq!(r, report(&[kind], 0, 0));
     }
     // Not even the audit row: one message is one transaction.
-    assert_eq!(row_counts(&db).await, [0, 0, 0]);
+    assert_eq!(db.row_counts().await, [0, 0, 0]);
 }
 
 #[tokio::test]
@@ -267,7 +259,7 @@ async fn mixed_batch_reports_exactly_the_bad_ids_and_replays_cleanly() {
         record(&db, &batch).await,
         report(&["bad-body", "billing-missing", "bad-json"], 3, 1)
     );
-    assert_eq!(row_counts(&db).await, [4, 1, 1]);
+    assert_eq!(db.row_counts().await, [4, 1, 1]);
     let ids = db
         .client()
         .await
@@ -288,7 +280,7 @@ async fn mixed_batch_reports_exactly_the_bad_ids_and_replays_cleanly() {
         replay,
         report(&["bad-body", "billing-missing", "bad-json"], 0, 4)
     );
-    assert_eq!(row_counts(&db).await, [4, 1, 1]);
+    assert_eq!(db.row_counts().await, [4, 1, 1]);
 }
 
 #[tokio::test]
@@ -314,7 +306,7 @@ async fn a_message_the_database_refuses_fails_alone() {
         .event("m3", &billing_event("b3"));
     assert_eq!(record(&db, &batch).await, report(&["m2"], 2, 0));
     // The poison message's audit row went with it.
-    assert_eq!(row_counts(&db).await, [2, 1, 0]);
+    assert_eq!(db.row_counts().await, [2, 1, 0]);
 }
 
 #[tokio::test]
@@ -340,7 +332,7 @@ async fn database_unreachable_fails_the_whole_batch_and_writes_nothing() {
     let r = recorder().record_batch(&mut store, &batch.messages()).await;
     assert_eq!(r, report(&["m1", "m2", "m3"], 0, 0));
     assert!(store.is_closed());
-    assert_eq!(row_counts(&db).await, [0, 0, 0]);
+    assert_eq!(db.row_counts().await, [0, 0, 0]);
 }
 
 #[tokio::test]
@@ -356,5 +348,5 @@ async fn large_batch_is_stored_whole() {
         batch.0.push((format!("m{i}"), encrypt(&event)));
     }
     assert_eq!(record(&db, &batch).await, report(&[], 2_000, 0));
-    assert_eq!(row_counts(&db).await, [2_000, 300, 100]);
+    assert_eq!(db.row_counts().await, [2_000, 300, 100]);
 }

@@ -32,14 +32,6 @@ fn failures(outcome: Outcome) -> Vec<String> {
         .collect()
 }
 
-async fn counts(db: &TestDb) -> [i64; 3] {
-    [
-        db.count("audit.audit_events").await,
-        db.count("billing.billing_events").await,
-        db.count("billing.fraud_events").await,
-    ]
-}
-
 #[tokio::test]
 async fn mixed_batch_then_replay() {
     let db = TestDb::new().await;
@@ -63,13 +55,13 @@ async fn mixed_batch_then_replay() {
         failures(api.invoke(&event).await),
         ["m-garbage", "m-missing-detail"]
     );
-    assert_eq!(counts(&db).await, [3, 1, 1]);
+    assert_eq!(db.row_counts().await, [3, 1, 1]);
     // Lambda redelivers the whole batch: nothing new, the same bad messages.
     assert_eq!(
         failures(api.invoke(&event).await),
         ["m-garbage", "m-missing-detail"]
     );
-    assert_eq!(counts(&db).await, [3, 1, 1]);
+    assert_eq!(db.row_counts().await, [3, 1, 1]);
     assert!(function.is_running(), "{}", function.output());
 
     let logs = function.output();
@@ -186,7 +178,7 @@ async fn recovers_after_the_database_was_unreachable() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(ids, ["after-a", "after-b", "before-a", "before-b"]);
-    assert_eq!(counts(&db).await, [4, 2, 0]);
+    assert_eq!(db.row_counts().await, [4, 2, 0]);
 }
 
 fn marked_batch(marker: &str) -> Batch {

@@ -93,15 +93,19 @@ async fn verify_full_with_the_right_ca_records_events() {
     );
 }
 
+fn assert_tls_failure(message: &str) {
+    assert!(
+        message.starts_with("DB_CONNECTION_STRING: TLS with the database failed"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn a_wrong_ca_stops_start_up() {
     let (pki, server) = tls_server().await;
     let tls = format!("sslmode=verify-full sslrootcert={}", pki.other_ca.display());
     let message = init_error(&connection(&server, "localhost", &tls)).await;
-    assert!(
-        message.starts_with("DB_CONNECTION_STRING: TLS with the database failed"),
-        "{message}"
-    );
+    assert_tls_failure(&message);
     assert!(message.contains("certificate verify failed"), "{message}");
 }
 
@@ -111,10 +115,7 @@ async fn a_wrong_host_name_stops_start_up() {
     // The certificate names `localhost`, not 127.0.0.1.
     let tls = format!("sslmode=verify-full sslrootcert={}", pki.ca.display());
     let message = init_error(&connection(&server, "127.0.0.1", &tls)).await;
-    assert!(
-        message.starts_with("DB_CONNECTION_STRING: TLS with the database failed"),
-        "{message}"
-    );
+    assert_tls_failure(&message);
     // verify-ca checks the chain only, so the same address is accepted.
     let tls = format!("sslmode=verify-ca sslrootcert={}", pki.ca.display());
     let api = RuntimeApi::start().await;

@@ -104,6 +104,15 @@ impl TestDb {
             .expect("statements prepare")
     }
 
+    /// Rows in the audit, billing and fraud tables.
+    pub async fn row_counts(&self) -> [i64; 3] {
+        [
+            self.count("audit.audit_events").await,
+            self.count("billing.billing_events").await,
+            self.count("billing.fraud_events").await,
+        ]
+    }
+
     /// Number of rows in a table.
     pub async fn count(&self, table: &str) -> i64 {
         let row = self
