@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Audit gate for the Lambda `bootstrap` (Python 3 stdlib only; parses the ELF itself).
+
+usage: audit.py [--floor 2.26] [--forbid PATH]... [--json FILE] BINARY
+       audit.py --self-test
+
+Offences (each is named, exit status 1 if any):
+  * ELF interpreter other than /lib64/ld-linux-x86-64.so.2 (or not an x86-64 ELF64)
+  * a DT_NEEDED library outside glibc's own set and libgcc_s
+  * a GLIBC_x.y version need (.gnu.version_r) above the floor
+  * a build-machine path in the file: each --forbid PATH, plus $HOME, $CARGO_HOME,
+    $CARGO_TARGET_DIR when set, and /nix/store always
+"""
+import argparse
+import json
+import os
+import re
+import struct
+import sys
+
+INTERP = "/lib64/ld-linux-x86-64.so.2"
+ALLOWED_NEEDED = {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0",
+                  "librt.so.1", "ld-linux-x86-64.so.2", "libgcc_s.so.1"}
+PT_INTERP, SHT_DYNAMIC, SHT_DYNSYM = 3, 6, 11
+SHT_VERNEED, SHT_VERSYM = 0x6FFFFFFE, 0x6FFFFFFF
+DT_NEEDED, VER_FLG_WEAK, STB_WEAK = 1, 0x2, 2
+
+
+def vkey(v):
+    return tuple(int(x) for x in v.split("."))
+
+
+def cstr(buf, off):
+    return buf[off:buf.index(b"\0", off)].decode("utf-8", "replace")
+
+
+def parse_elf(data):
+    """Return dict: interp, needed, versions {name: {"lib", "weak_need", "syms", "weak_syms"}}."""
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise ValueError("not a little-endian ELF64 file")
+    (e_type, e_machine, _, _, e_phoff, e_shoff, _, _, e_phentsize, e_phnum,
+     e_shentsize, e_shnum, _) = struct.unpack_from("<HHIQQQIHHHHHH", data, 16)
+    out = {"machine": e_machine, "interp": None, "needed": [], "versions": {}}
+    for i in range(e_phnum):
+        p_type, _, p_offset, _, _, p_filesz, _, _ = struct.unpack_from(
+            "<IIQQQQQQ", data, e_phoff + i * e_phentsize)
+        if p_type == PT_INTERP:
+            out["interp"] = data[p_offset:p_offset + p_filesz].rstrip(b"\0").decode()
+    secs = [struct.unpack_from("<IIQQQQIIQQ", data, e_shoff + i * e_shentsize)
+            for i in range(e_shnum)]
+
+    def sbytes(s):  # section contents
+        return data[s[4]:s[4] + s[5]]
+
+    verneed_idx = {}  # vna_other -> version name
+    for s in secs:
+        sh_type, link = s[1], s[6]
+        if sh_type == SHT_DYNAMIC:
+            strtab, dyn = sbytes(secs[link]), sbytes(s)
+            for off in range(0, len(dyn), 16):
+                tag, val = struct.unpack_from("<qQ", dyn, off)
+                if tag == 0:
+                    break
+                if tag == DT_NEEDED:
+                    out["needed"].append(cstr(strtab, val))
+        elif sh_type == SHT_VERNEED:
+            strtab, vn, off = sbytes(secs[link]), sbytes(s), 0
+            while True:
+                _, cnt, file_, aux, nxt = struct.unpack_from("<HHIII", vn, off)
+                a = off + aux
+                for _ in range(cnt):
+                    _, flags, other, name, anext = struct.unpack_from("<IHHII", vn, a)
+                    vname = cstr(strtab, name)
+                    out["versions"][vname] = {"lib": cstr(strtab, file_),
+                                              "weak_need": bool(flags & VER_FLG_WEAK),
+                                              "syms": 0, "weak_syms": 0}
+                    verneed_idx[other] = vname
+                    if not anext:
+                        break
+                    a += anext
+                if not nxt:
+                    break
+                off += nxt
+    # count undefined dynamic symbols per version, and how many of them are weak
+    dynsym = next((s for s in secs if s[1] == SHT_DYNSYM), None)
+    versym = next((s for s in secs if s[1] == SHT_VERSYM), None)
+    if dynsym and versym:
+        syms, vers = sbytes(dynsym), sbytes(versym)
+        for i in range(len(syms) // 24):
+            _, st_info, _, st_shndx, _, _ = struct.unpack_from("<IBBHQQ", syms, i * 24)
+            vname = verneed_idx.get(struct.unpack_from("<H", vers, i * 2)[0] & 0x7FFF)
+            if vname and st_shndx == 0:
+                out["versions"][vname]["syms"] += 1
+                if st_info >> 4 == STB_WEAK:
+                    out["versions"][vname]["weak_syms"] += 1
+    return out
+
+
+def audit(path, floor, forbid):
+    data = open(path, "rb").read()
+    info = parse_elf(data)
+    offences = []
+    if info["machine"] != 62:
+        offences.append(f"ELF machine {info['machine']} is not x86-64")
+    if info["interp"] != INTERP:
+        offences.append(f"ELF interpreter {info['interp']!r}, expected {INTERP}")
+    for lib in info["needed"]:
+        if lib not in ALLOWED_NEEDED:
+            offences.append(f"NEEDED {lib} is not part of glibc/libgcc_s")
+    glibc = {v: d for v, d in info["versions"].items()
+             if re.fullmatch(r"GLIBC_\d+(\.\d+)+", v)}
+    for v in sorted(glibc, key=lambda v: vkey(v[6:])):
+        if vkey(v[6:]) > vkey(floor):
+            offences.append(f"needs {v} (from {glibc[v]['lib']}), above the glibc floor {floor}")
+    for p in sorted(set(forbid)):
+        p = p.rstrip("/")
+        if len(p) < 2:  # "/" or empty (e.g. HOME=/) would match everything
+            continue
+        hits = len(re.findall(re.escape(p.encode()) + rb"(?=/|\x00|\"|$)", data))
+        if hits:
+            offences.append(f"build-machine path {p} occurs {hits}x in the binary")
+    hi = max(glibc, key=lambda v: vkey(v[6:]), default=None)
+    strong = [v for v, d in glibc.items() if d["syms"] > d["weak_syms"]]
+    hi_strong = max(strong, key=lambda v: vkey(v[6:]), default=None)
+    summary = {
+        "file": path, "size": len(data), "interp": info["interp"],
+        "needed": info["needed"], "glibc_floor": floor,
+        "highest_glibc": hi, "highest_glibc_non_weak": hi_strong,
+        "weak_only_versions": sorted((v for v in glibc if v not in strong), key=lambda v: vkey(v[6:])),
+        "offences": offences,
+    }
+    return summary
+
+
+def report(s):
+    print(f"audit: {s['file']} ({s['size']} bytes)")
+    print(f"  interpreter: {s['interp']}")
+    print(f"  NEEDED: {', '.join(s['needed'])}")
+    print(f"  highest GLIBC version: {s['highest_glibc']} (non-weak: {s['highest_glibc_non_weak']};"
+          f" only weak symbols: {', '.join(s['weak_only_versions']) or 'none'}); floor {s['glibc_floor']}")
+    for o in s["offences"]:
+        print(f"  OFFENCE: {o}")
+    print("  result:", "FAIL" if s["offences"] else "pass")
+
+
+def self_test():
+    """Debian 12's /bin/ls needs GLIBC_2.33+ and libselinux: must fail at floor 2.26."""
+    ls = "/bin/ls"
+    s = audit(ls, "2.26", ["/usr/share/locale"])
+    report(s)
+    text = "\n".join(s["offences"])
+    assert "libc.so.6" in s["needed"], "parser did not find libc.so.6 in NEEDED"
+    assert s["interp"] == INTERP, "parser did not read PT_INTERP"
+    assert "above the glibc floor 2.26" in text, "GLIBC floor check did not fire"
+    assert "/usr/share/locale" in text, "path scan did not fire"
+    ok = audit(ls, s["highest_glibc"][6:], [])
+    assert not any("floor" in o for o in ok["offences"]), "floor == highest must pass"
+    print("self-test: ok (/bin/ls rejected at floor 2.26 as expected)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("binary", nargs="?")
+    ap.add_argument("--floor", default="2.26")
+    ap.add_argument("--forbid", action="append", default=[])
+    ap.add_argument("--json", help="write the summary here")
+    ap.add_argument("--self-test", action="store_true")
+    a = ap.parse_args()
+    if a.self_test:
+        return self_test()
+    if not a.binary:
+        ap.error("BINARY required")
+    forbid = a.forbid + ["/nix/store"] + [os.environ[k] for k in ("HOME", "CARGO_HOME", "CARGO_TARGET_DIR")
+                                          if os.environ.get(k)]
+    s = audit(a.binary, a.floor, forbid)
+    report(s)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(s, f, indent=2)
+    sys.exit(1 if s["offences"] else 0)
+
+
+if __name__ == "__main__":
+    main()

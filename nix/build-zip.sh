@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# THE recipe: source -> byte-identical, Amazon-Linux-compatible Lambda zip.
+#   nix/build-zip.sh [--glibc 2.26|2.34] [--out DIR]        (default out dir: <checkout>/out)
+# Needs cargo/rustc (rust-toolchain.toml's channel), python3, and zig + cargo-zigbuild at
+# the versions in nix/pins.json; when those two are missing/wrong and
+# EVENT_RECORDER_NO_FETCH is unset, nix/fetch-tools.sh fetches them (sha256-verified).
+# Nix-friendly: no network when the tools are on PATH and deps are vendored/offline
+# (CARGO_NET_OFFLINE=true or EVENT_RECORDER_OFFLINE=1 adds --offline); honours CARGO_HOME
+# and CARGO_TARGET_DIR. Extra path remaps (e.g. a vendor dir) via
+# EVENT_RECORDER_EXTRA_REMAPS="FROM=TO FROM2=TO2".
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+src=$(cd "$here/.." && pwd -P)
+pins=$here/pins.json
+die() { echo "build-zip: $*" >&2; exit 1; }
+log() { echo "build-zip: $*" >&2; }
+pin() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."): v=v[k]
+print(" ".join(v) if isinstance(v,list) else v)' "$pins" "$1"; }
+
+glibc=$(pin glibc.default)
+out=$src/out
+while [ $# -gt 0 ]; do
+    case $1 in
+        --glibc) glibc=${2:?}; shift 2 ;;
+        --out) out=${2:?}; shift 2 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        *) die "unknown argument $1" ;;
+    esac
+done
+case " $(pin glibc.allowed) " in *" $glibc "*) ;; *) die "--glibc $glibc not in: $(pin glibc.allowed)" ;; esac
+target=$(pin target)
+zig_ver=$(pin zig.version)
+czb_ver=$(pin cargo_zigbuild.version)
+
+# --- tools: use what is on PATH if it matches the pins, else fetch (unless forbidden)
+tools_ok() {
+    command -v zig >/dev/null && command -v cargo-zigbuild >/dev/null &&
+    [ "$(zig version)" = "$zig_ver" ] &&
+    [ "$(cargo-zigbuild --version)" = "cargo-zigbuild $czb_ver" ]
+}
+if ! tools_ok && [ -z "${EVENT_RECORDER_NO_FETCH:-}" ]; then
+    PATH=$("$here/fetch-tools.sh" | paste -sd: -):$PATH
+fi
+command -v zig >/dev/null || die "zig not on PATH (EVENT_RECORDER_NO_FETCH is set)"
+command -v cargo-zigbuild >/dev/null || die "cargo-zigbuild not on PATH (EVENT_RECORDER_NO_FETCH is set)"
+[ "$(zig version)" = "$zig_ver" ] || die "zig version mismatch: $(command -v zig) is $(zig version), pins.json wants $zig_ver"
+[ "$(cargo-zigbuild --version)" = "cargo-zigbuild $czb_ver" ] ||
+    die "cargo-zigbuild version mismatch: '$(cargo-zigbuild --version)', pins.json wants $czb_ver"
+
+cd "$src"   # so rustup (if any) honours rust-toolchain.toml
+channel=$(python3 -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],"rb"))["toolchain"]["channel"])' rust-toolchain.toml)
+rustc_v=$(rustc --version); cargo_v=$(cargo --version)
+case $rustc_v in "rustc $channel "*) ;; *) die "rustc mismatch: '$rustc_v', rust-toolchain.toml wants $channel" ;; esac
+case $cargo_v in "cargo $channel "*) ;; *) die "cargo mismatch: '$cargo_v', rust-toolchain.toml wants $channel" ;; esac
+
+# --- environment: drop ambient inputs that would change the bytes
+for v in $(awk 'BEGIN { for (k in ENVIRON) print k }'); do
+    case $v in
+        CARGO_PROFILE_*|CARGO_BUILD_RUSTFLAGS|CARGO_BUILD_TARGET|CARGO_ENCODED_RUSTFLAGS|RUSTC_WRAPPER|RUSTC_WORKSPACE_WRAPPER|\
+        CFLAGS*|CXXFLAGS*|CPPFLAGS*|LDFLAGS*|TARGET_CFLAGS|TARGET_CXXFLAGS|\
+        CC_*|CXX_*|OPENSSL_*|*_OPENSSL_*|SOURCE_DATE_EPOCH|ZIG_LIB_DIR|ZIG_LIBC) unset "$v" ;;
+    esac
+done
+export TZ=UTC LC_ALL=C
+umask 022
+export CARGO_HOME=$(mkdir -p "${CARGO_HOME:-$HOME/.cargo}" && cd "${CARGO_HOME:-$HOME/.cargo}" && pwd -P)
+export CARGO_TARGET_DIR=$(mkdir -p "${CARGO_TARGET_DIR:-$src/target}" && cd "${CARGO_TARGET_DIR:-$src/target}" && pwd -P)
+export SOURCE_DATE_EPOCH=${EVENT_RECORDER_SOURCE_DATE_EPOCH:-$(pin source_date_epoch.value)}
+# zig/cargo-zigbuild caches default to ~/.cache; use the target dir when HOME is
+# unwritable (Nix sandbox). Cache paths were measured not to reach the binary.
+if ! [ -w "${XDG_CACHE_HOME:-${HOME:-/nonexistent}}" ] 2>/dev/null; then
+    export ZIG_GLOBAL_CACHE_DIR=${ZIG_GLOBAL_CACHE_DIR:-$CARGO_TARGET_DIR/zig-cache}
+    export CARGO_ZIGBUILD_CACHE_DIR=${CARGO_ZIGBUILD_CACHE_DIR:-$CARGO_TARGET_DIR/zigbuild-cache}
+fi
+
+# Rust: panic locations / tracing call sites embed source paths. Map every root they can
+# come from to a fixed name; longest prefix last (rustc applies the last matching remap).
+sysroot=$(rustc --print sysroot)
+remaps=("$CARGO_HOME=/cargo" "$src=/build" "$sysroot=/rustc-sysroot" ${EVENT_RECORDER_EXTRA_REMAPS:-})
+rustflags=$(printf '%s\n' "${remaps[@]}" | awk -F= '{print length($1) "\t" $0}' | sort -n | cut -f2- |
+    sed 's/^/--remap-path-prefix=/' | paste -sd' ' -)
+export RUSTFLAGS=$rustflags
+
+# C: OpenSSL is compiled by a wrapper selected by NAME (see nix/cc/event-recorder-zigcc)
+ccbin=$CARGO_TARGET_DIR/event-recorder-cc
+mkdir -p "$ccbin"
+ln -sfn "$here/cc/event-recorder-zigcc" "$ccbin/event-recorder-zigcc-$glibc"
+ln -sfn "$here/cc/event-recorder-zigcc" "$ccbin/event-recorder-zigcxx-$glibc"
+export PATH=$ccbin:$PATH
+tvar=${target//-/_}
+export "CC_$tvar=event-recorder-zigcc-$glibc" "CXX_$tvar=event-recorder-zigcxx-$glibc"
+export OPENSSL_CONFIG_DIR=$(pin openssl.openssldir)       # openssl-src --openssldir
+export EVENT_RECORDER_ENGINESDIR=$(pin openssl.enginesdir) EVENT_RECORDER_MODULESDIR=$(pin openssl.modulesdir)
+
+offline=()
+[ -n "${EVENT_RECORDER_OFFLINE:-}" ] && offline=(--offline)
+log "cargo zigbuild --target $target.$glibc (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH, target dir $CARGO_TARGET_DIR)"
+cargo zigbuild --release --locked ${offline[@]+"${offline[@]}"} --bin bootstrap \
+    --features vendored-openssl --target "$target.$glibc"
+bin=$CARGO_TARGET_DIR/$target/release/bootstrap
+
+# --- audit gate, then stage everything and publish only on success
+mkdir -p "$out"
+out=$(cd "$out" && pwd -P)
+stage=$(mktemp -d "$out/.stage-XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+install -m 0755 "$bin" "$stage/bootstrap"
+python3 "$here/audit.py" --floor "$glibc" --json "$stage/audit.json" \
+    --forbid "$src" --forbid "$CARGO_HOME" --forbid "$CARGO_TARGET_DIR" --forbid "${HOME:-/}" \
+    --forbid "$sysroot" --forbid "$(dirname "$(command -v zig)")" \
+    --forbid "$(dirname "$(command -v cargo-zigbuild)")" "$stage/bootstrap" ||
+    die "audit gate failed: no zip written"
+zipname=$(pin zip.name)
+zlib_v=$(python3 "$here/mkzip.py" "$stage/bootstrap" "$stage/$zipname" "$(pin zip.entry)")
+(cd "$stage" && sha256sum "$zipname" > "$zipname.sha256")
+python3 - "$stage" "$zipname" <<EOF
+import hashlib, json, re, sys
+stage, zipname = sys.argv[1], sys.argv[2]
+sha = lambda p: hashlib.sha256(open(p, "rb").read()).hexdigest()
+lock = open("Cargo.lock").read()
+ossl = re.search(r'name = "openssl-src"\nversion = "([^"]+)"', lock).group(1)
+audit = json.load(open(f"{stage}/audit.json"))
+json.dump({
+    "zip": zipname, "zip_sha256": sha(f"{stage}/{zipname}"),
+    "zip_size": len(open(f"{stage}/{zipname}", "rb").read()),
+    "bootstrap_sha256": sha(f"{stage}/bootstrap"), "bootstrap_size": audit["size"],
+    "target": "$target", "glibc_floor": "$glibc",
+    "highest_glibc": audit["highest_glibc"], "highest_glibc_non_weak": audit["highest_glibc_non_weak"],
+    "needed": audit["needed"],
+    "openssl": {"version": ossl.split("+")[-1], "openssl_src_crate": ossl,
+                "openssldir": "$OPENSSL_CONFIG_DIR", "linkage": "static (vendored)"},
+    "cargo_lock_sha256": sha("Cargo.lock"),
+    "source_date_epoch": int("$SOURCE_DATE_EPOCH"),
+    "toolchain": {"rustc": "$rustc_v", "cargo": "$cargo_v", "zig": "$zig_ver",
+                  "cargo-zigbuild": "$czb_ver", "deflate": "$zlib_v"},
+}, open(f"{stage}/manifest.json", "w"), indent=2)
+EOF
+for f in "$zipname" "$zipname.sha256" manifest.json; do mv -f "$stage/$f" "$out/$f"; done
+log "wrote $out/$zipname"
+cat "$out/$zipname.sha256"

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Reproducibility check: build the zip twice from scratch and require identical sha256.
+#   nix/check-reproducible.sh [--glibc 2.26|2.34]
+# Build A: this user, checkout copy at $W/a/src, CARGO_HOME = yours, TZ=UTC, LANG=C.UTF-8, umask 022.
+# Build B: checkout copy at $W/b/second-checkout/event-recorder, its own CARGO_HOME (registry
+#   index+cache seeded by copy, so sources unpack to a new path), TZ=Pacific/Kiritimati,
+#   LANG=de_DE.UTF-8, umask 077, and, when run as root, user nobody with its own HOME.
+#   If the tools cache / Rust toolchain are not readable by nobody (e.g. under /root,
+#   mode 0700), B gets private copies of them: another variation, not a shortcut.
+# Both builds copy the working tree (tracked + untracked, not ignored), so it works
+# before commit. $W = ${EVENT_RECORDER_REPRO_DIR:-mktemp}; kept on failure (KEEP=1: always).
+# On mismatch: diffoscope if present, else a diff of `strings` of the two binaries.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+src=$(cd "$here/.." && pwd -P)
+args=("$@")
+W=${EVENT_RECORDER_REPRO_DIR:-$(mktemp -d /tmp/er-repro-XXXXXX)}
+mkdir -p "$W/a" "$W/b/second-checkout" "$W/b/home"
+chmod 755 "$W"
+log() { echo "check-reproducible: $*" >&2; }
+
+# one snapshot of the tree (others may be editing), copied to both checkouts
+log "snapshot of $src -> $W/a/src"
+mkdir -p "$W/a/src"
+if git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    (cd "$src" && git ls-files -z -co --exclude-standard |
+        tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$W/a/src"
+else    # not a git checkout (e.g. unpacked tarball): everything but build outputs
+    tar -C "$src" --exclude=./target --exclude=./out -cf - . | tar -xf - -C "$W/a/src"
+fi
+cp -a "$W/a/src" "$W/b/second-checkout/event-recorder"
+
+# tools for both: fetch once (fast when cached)
+tooldirs=$("$here/fetch-tools.sh" | paste -sd: -)
+sysroot=$(cd "$src" && rustc --print sysroot)
+
+# ---- build A
+log "build A"
+start=$(date +%s)
+(cd "$W/a/src" && umask 022 && env TZ=UTC LANG=C.UTF-8 LC_ALL= PATH="$tooldirs:$PATH" \
+    CARGO_TARGET_DIR="$W/a/target" nix/build-zip.sh ${args[@]+"${args[@]}"} --out "$W/a/out")
+log "build A took $(( $(date +%s) - start ))s"
+
+# ---- build B
+runas=() bpath="$tooldirs:$sysroot/bin:/usr/local/bin:/usr/bin:/bin"
+if [ "$(id -u)" = 0 ]; then
+    user=nobody group=$(id -gn nobody)
+    runas=(setpriv --reuid="$user" --regid="$group" --clear-groups --inh-caps=-all)
+    readable() { "${runas[@]}" test -r "$1" -a -x "$1"; }
+    if ! readable "${tooldirs%%:*}/zig" || ! readable "${tooldirs##*:}/cargo-zigbuild"; then
+        log "tools not readable by $user: copying them for build B"
+        mkdir -p "$W/b/tools"
+        cp -a "$(dirname "${tooldirs%%:*}")" "$(dirname "${tooldirs##*:}")" "$W/b/tools/"
+        bpath="$W/b/tools/$(basename "$(dirname "${tooldirs%%:*}")")/ziglang:$W/b/tools/$(basename "$(dirname "${tooldirs##*:}")")/bin"
+        bpath="$bpath:$sysroot/bin:/usr/local/bin:/usr/bin:/bin"
+    fi
+    if ! readable "$sysroot/bin/rustc"; then
+        # rustup's home is private: give B a copy of the toolchain's compiler parts
+        # (cargo/rustc find their sysroot relative to their own path; docs/src skipped)
+        log "Rust toolchain not readable by $user: copying $sysroot (bin, lib, libexec)"
+        mkdir -p "$W/b/rust"
+        cp -a "$sysroot/bin" "$sysroot/lib" "$sysroot/libexec" "$W/b/rust/"
+        bpath=${bpath/"$sysroot/bin"/"$W/b/rust/bin"}
+    fi
+fi
+# separate CARGO_HOME; seed the downloaded .crate files + index to avoid re-downloading
+chome=${CARGO_HOME:-$HOME/.cargo}
+mkdir -p "$W/b/cargo-home/registry"
+for d in index cache; do
+    [ -d "$chome/registry/$d" ] && cp -a "$chome/registry/$d" "$W/b/cargo-home/registry/"
+done
+[ ${#runas[@]} -gt 0 ] && chown -R "$user:$group" "$W/b"
+log "build B${runas:+ as $user}"
+start=$(date +%s)
+env -i HOME="$W/b/home" PATH="$bpath" TZ=Pacific/Kiritimati LANG=de_DE.UTF-8 \
+    CARGO_HOME="$W/b/cargo-home" CARGO_TARGET_DIR="$W/b/target-two" \
+    ${runas[@]+"${runas[@]}"} bash -c 'umask 077 && cd "$1" && shift && nix/build-zip.sh "$@"' _ \
+    "$W/b/second-checkout/event-recorder" ${args[@]+"${args[@]}"} --out "$W/b/out"
+log "build B took $(( $(date +%s) - start ))s"
+
+ha=$(cut -d' ' -f1 "$W"/a/out/*.zip.sha256)
+hb=$(cut -d' ' -f1 "$W"/b/out/*.zip.sha256)
+echo "A $ha  ($W/a/src)"
+echo "B $hb  ($W/b/second-checkout/event-recorder)"
+if [ "$ha" = "$hb" ]; then
+    echo "reproducible: identical zip sha256"
+    [ -n "${KEEP:-}" ] || rm -rf "$W"
+    exit 0
+fi
+echo "NOT reproducible (kept $W)" >&2
+mkdir -p "$W/diff/a" "$W/diff/b"
+(cd "$W/diff/a" && python3 -m zipfile -e "$W"/a/out/*.zip .)
+(cd "$W/diff/b" && python3 -m zipfile -e "$W"/b/out/*.zip .)
+if command -v diffoscope >/dev/null; then
+    diffoscope "$W/diff/a/bootstrap" "$W/diff/b/bootstrap" || true
+else
+    diff <(strings -a -n 6 "$W/diff/a/bootstrap") <(strings -a -n 6 "$W/diff/b/bootstrap") | head -100 || true
+    cmp -l "$W/diff/a/bootstrap" "$W/diff/b/bootstrap" | wc -l | sed 's/$/ differing bytes/'
+fi
+exit 1

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# The flake and the non-Nix recipe must take their pins from the same files, with the
+# same values. Needs nix-instantiate (Debian: nix-bin) and python3 >= 3.11; no nixpkgs.
+#   nix/checks/pins-agree.sh [TREE]      check TREE (default: this checkout)
+#   nix/checks/pins-agree.sh --self-test show that the check fails on planted drift
+# Checks:
+#  1. The non-Nix side: build-zip.sh and fetch-tools.sh read nix/pins.json next to
+#     themselves and the Rust channel from rust-toolchain.toml; every pin key they read
+#     exists in pins.json (for each host the flake supports).
+#  2. The Nix side, evaluated from the flake's own files (nix/checks/pins-agree.nix calls
+#     nix/zig.nix, nix/cargo-zigbuild.nix and nix/lambda-zip.nix with stand-ins for
+#     nixpkgs): zig version, wheel URL/sha256/filename per host, cargo-zigbuild
+#     version/.crate URL/sha256, glibc floor, zip name, Rust channel. Each must equal what
+#     the scripts read. The flake's Rust toolchain must come from rust-toolchain.toml.
+#  3. No .nix file hard-codes a pinned value, a long hex hash, an SRI hash, a package
+#     URL host of the pins, or (in nix/) any x.y.z version: they could drift silently.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+repo=$(cd "$here/../.." && pwd -P)
+
+snapshot() { # copy the working tree (tracked + untracked, not ignored) of $repo to $1
+    if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        (cd "$repo" && git ls-files -z -co --exclude-standard |
+            tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$1"
+    else
+        tar -C "$repo" --exclude=./target --exclude=./out -cf - . | tar -xf - -C "$1"
+    fi
+}
+
+if [ "${1:-}" = "--self-test" ]; then
+    tmp=$(mktemp -d /tmp/pins-agree-self-test-XXXXXX)
+    trap 'rm -rf "$tmp"' EXIT
+    fails=0
+    # each case: a name and a python snippet that plants one kind of drift in a copy
+    run_case() {
+        local name=$1 edit=$2 dir=$tmp/$1
+        mkdir -p "$dir"
+        snapshot "$dir"
+        if [ -n "$edit" ]; then python3 - "$dir" <<<"$edit"; fi
+        if out=$("$here/pins-agree.sh" "$dir" 2>&1); then
+            if [ "$name" = unchanged ]; then
+                echo "self-test: unchanged copy passes (ok)"
+            else
+                echo "self-test: $name: NOT detected"
+                echo "$out" | sed 's/^/    /'
+                fails=$((fails + 1))
+            fi
+        else
+            if [ "$name" = unchanged ]; then
+                echo "self-test: unchanged copy FAILS:"
+                echo "$out" | sed 's/^/    /'
+                fails=$((fails + 1))
+            else
+                echo "self-test: $name: detected (ok)"
+                echo "$out" | grep -E '^pins-agree: (FAIL|MISMATCH|LITERAL)' | head -3 | sed 's/^/    /'
+            fi
+        fi
+    }
+    run_case unchanged ''
+    # the zig version written into nix/zig.nix instead of read from the pins
+    run_case zig-version-literal '
+import json, sys, pathlib
+d = pathlib.Path(sys.argv[1]); p = d / "nix/zig.nix"
+v = json.load(open(d / "nix/pins.json"))["zig"]["version"]
+s = p.read_text(); old = "inherit (pins.zig) version;"
+assert old in s; p.write_text(s.replace(old, f"version = \"{v}\";"))'
+    # a wheel hash written into nix/zig.nix
+    run_case zig-sha256-literal '
+import json, sys, pathlib
+d = pathlib.Path(sys.argv[1]); p = d / "nix/zig.nix"
+w = json.load(open(d / "nix/pins.json"))["zig"]["wheels"]["x86_64-linux"]
+s = p.read_text(); old = "inherit (wheel) url sha256;"
+assert old in s; p.write_text(s.replace(old, "inherit (wheel) url;\n    sha256 = \"%s\";" % w["sha256"]))'
+    # the flake reads its own copy of the pins, which drifted (no literal in any .nix file)
+    run_case second-pin-file '
+import json, sys, pathlib
+d = pathlib.Path(sys.argv[1]); p = d / "nix/pins.nix"
+pins = json.load(open(d / "nix/pins.json")); pins["cargo_zigbuild"]["version"] += "-drift"
+json.dump(pins, open(d / "nix/pins-flake.json", "w"))
+s = p.read_text(); assert "./pins.json" in s; p.write_text(s.replace("./pins.json", "./pins-flake.json"))'
+    # the Rust toolchain chosen in Nix instead of from rust-toolchain.toml
+    run_case rust-channel-in-nix '
+import sys, pathlib
+p = pathlib.Path(sys.argv[1]) / "nix/outputs.nix"
+s = p.read_text(); old = "p.rust-bin.fromRustupToolchainFile ../rust-toolchain.toml"
+assert old in s; p.write_text(s.replace(old, "p.rust-bin.stable.latest.default"))'
+    # the non-Nix recipe reading a pin key that does not exist
+    run_case script-reads-missing-key '
+import sys, pathlib
+p = pathlib.Path(sys.argv[1]) / "nix/build-zip.sh"
+s = p.read_text(); assert "$(pin zig.version)" in s
+p.write_text(s.replace("$(pin zig.version)", "$(pin zig.version_typo)"))'
+    if [ "$fails" -ne 0 ]; then echo "self-test: $fails case(s) wrong"; exit 1; fi
+    echo "self-test: ok"
+    exit 0
+fi
+
+tree=$(cd "${1:-$repo}" && pwd -P)
+command -v nix-instantiate >/dev/null || { echo "pins-agree: nix-instantiate not found (apt-get install nix-bin)" >&2; exit 2; }
+
+nix_json=$(nix-instantiate --eval --strict --json "$tree/nix/checks/pins-agree.nix" --arg root "$tree") || {
+    echo "pins-agree: FAIL: evaluating the flake's pin consumers failed" >&2; exit 1; }
+
+python3 - "$tree" "$nix_json" <<'PY'
+import json, pathlib, re, sys, tomllib
+
+tree = pathlib.Path(sys.argv[1])
+nix = json.loads(sys.argv[2])
+errors = []
+def fail(kind, msg): errors.append(f"pins-agree: {kind}: {msg}")
+
+# ---- 1. the non-Nix side: what build-zip.sh / fetch-tools.sh read
+pins = json.load(open(tree / "nix/pins.json"))
+channel = tomllib.load(open(tree / "rust-toolchain.toml", "rb"))["toolchain"]["channel"]
+
+def lookup(key):
+    v = pins
+    for k in key.split("."):
+        if not isinstance(v, dict) or k not in v:
+            raise KeyError(key)
+        v = v[k]
+    return " ".join(v) if isinstance(v, list) else str(v)
+
+read = {}  # key (with $host) -> set of scripts
+for script in ("nix/build-zip.sh", "nix/fetch-tools.sh"):
+    text = (tree / script).read_text()
+    if not re.search(r'^pins=\$here/pins\.json$', text, re.M):
+        fail("FAIL", f"{script} does not read pins from nix/pins.json next to itself")
+    for key in re.findall(r'\bpin\s+"?([A-Za-z0-9_.$]+)"?\)', text):
+        read.setdefault(key, set()).add(script)
+build_zip = (tree / "nix/build-zip.sh").read_text()
+if not re.search(r'tomllib\.load\(.*\["toolchain"\]\["channel"\].*rust-toolchain\.toml', build_zip):
+    fail("FAIL", "build-zip.sh no longer takes the Rust channel from rust-toolchain.toml")
+
+systems = nix["systems"]
+def script_value(key, system):
+    try:
+        return lookup(key.replace("$host", system))
+    except KeyError as e:
+        fail("FAIL", f"{', '.join(sorted(read.get(key, ['?'])))} reads pin '{e.args[0]}', "
+                     "which nix/pins.json does not have")
+        return None
+for key in read:
+    for system in (systems if "$host" in key else systems[:1]):
+        script_value(key, system)
+
+# ---- 2. the Nix side must equal the scripts' values, key by key
+pairs = [("rust-toolchain.toml channel", channel, nix["rust_channel"])]
+def pair(key, nixval, system=systems[0]):
+    if key not in read:
+        fail("FAIL", f"no recipe script reads '{key}' any more; update pins-agree.sh's mapping")
+        return
+    pairs.append((f"{key} [{system}]" if "$host" in key else key,
+                  script_value(key, system), nixval))
+for system in systems:
+    z = nix["zig"][system]
+    pair("zig.version", z["version"], system)
+    pair("zig.wheels.$host.url", z["url"], system)
+    pair("zig.wheels.$host.sha256", z["sha256"], system)
+    pair("zig.wheels.$host.filename", z["filename"], system)
+c = nix["cargo_zigbuild"]
+pair("cargo_zigbuild.version", c["version"])
+pair("cargo_zigbuild.crate_url", c["url"])
+pair("cargo_zigbuild.crate_sha256", c["sha256"])
+pair("glibc.default", nix["glibc"])
+pair("zip.name", nix["zip_name"])
+for what, script_val, nix_val in pairs:
+    if script_val is None:
+        continue
+    if script_val != nix_val:
+        fail("MISMATCH", f"{what}: non-Nix recipe reads {script_val!r}, the flake uses {nix_val!r}")
+    else:
+        print(f"pins-agree: same  {what} = {nix_val}")
+
+# the flake's Rust toolchain: from rust-toolchain.toml, nowhere else
+outputs = (tree / "nix/outputs.nix").read_text()
+if "fromRustupToolchainFile ../rust-toolchain.toml" not in outputs:
+    fail("FAIL", "nix/outputs.nix does not take the toolchain from rust-toolchain.toml")
+nix_files = [tree / "flake.nix"] + sorted((tree / "nix").rglob("*.nix"))
+for f in nix_files:
+    for m in re.finditer(r'rust-bin\.(stable|beta|nightly|selectLatestNightlyWith)\b', f.read_text()):
+        fail("FAIL", f"{f.relative_to(tree)} picks a Rust toolchain itself ({m.group(0)})")
+
+# ---- 3. no literals in .nix files
+def values(v):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if not k.startswith("_"):
+                yield from values(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from values(x)
+    else:
+        yield str(v)
+pinned = {v for v in values({"zig": pins["zig"], "cargo_zigbuild": pins["cargo_zigbuild"]})}
+pinned.add(channel)
+pinned = {v for v in pinned if len(v) >= 4}
+generic = [
+    (r'\b[0-9a-f]{32,}\b', "a hex hash"),
+    (r'sha(256|512)-[A-Za-z0-9+/]{40,}={0,2}', "an SRI hash"),
+    (r'files\.pythonhosted\.org|static\.crates\.io|ziglang\.org/(download|builds)', "a pinned artifact's host"),
+]
+def strip_comment(line):  # full-line and ` # ` trailing comments
+    if line.lstrip().startswith("#"):
+        return ""
+    i = line.find(" # ")
+    return line if i < 0 else line[:i]
+for f in nix_files:
+    rel = f.relative_to(tree)
+    for n, line in enumerate(f.read_text().splitlines(), 1):
+        for v in pinned:
+            if v in line:
+                fail("LITERAL", f"{rel}:{n} contains the pinned value {v!r}; read it from nix/pins.nix")
+        code = strip_comment(line)
+        for rx, what in generic:
+            if re.search(rx, code):
+                fail("LITERAL", f"{rel}:{n} contains {what}: {code.strip()}")
+        # versions: flake.nix may name its inputs' refs; nothing in nix/ may name a version
+        if rel.parts[0] == "nix" and re.search(r'(?<![\w.])\d+\.\d+\.\d+(?![\w.])', code):
+            fail("LITERAL", f"{rel}:{n} contains a version literal: {code.strip()}")
+
+if errors:
+    print("\n".join(errors))
+    sys.exit(1)
+print(f"pins-agree: ok ({len(pairs)} values agree; {len(nix_files)} .nix files free of pinned literals)")
+PY

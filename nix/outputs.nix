@@ -1,0 +1,142 @@
+# Everything per system; flake.nix only lists inputs and systems.
+{
+  system,
+  nixpkgs,
+  crane,
+  rust-overlay,
+}:
+let
+  pkgs = import nixpkgs {
+    inherit system;
+    overlays = [ rust-overlay.overlays.default ];
+  };
+  inherit (pkgs) lib;
+  fs = lib.fileset;
+
+  pins = import ./pins.nix;
+
+  # rust-toolchain.toml is the only Rust pin: channel, components (rustfmt, clippy) and
+  # targets (x86_64-unknown-linux-gnu, so aarch64 hosts can build the zip too).
+  toolchainFor = p: p.rust-bin.fromRustupToolchainFile ../rust-toolchain.toml;
+  rustToolchain = toolchainFor pkgs;
+  craneLib = (crane.mkLib pkgs).overrideToolchain toolchainFor;
+
+  # Sources: only what each build reads, so unrelated edits rebuild nothing.
+  rustSrc = fs.toSource {
+    root = ../.;
+    fileset = fs.unions [
+      ../Cargo.toml
+      ../Cargo.lock
+      ../src
+      ../migrations # embedded at compile time
+      ../benches # [[bench]] targets must exist for cargo to load the manifest
+      ../tests
+      ../deploy/template.yaml # read by tests/deploy_template.rs
+    ];
+  };
+  # The zip recipe: the crate plus nix/ without the flake's own files, so every helper
+  # build-zip.sh uses (pins.json, audit.py, mkzip.py, cc/, ...) is there, and editing the
+  # flake does not rebuild the zip.
+  zipSrc = fs.toSource {
+    root = ../.;
+    fileset = fs.unions [
+      ../Cargo.toml
+      ../Cargo.lock
+      ../rust-toolchain.toml # build-zip.sh checks rustc/cargo against its channel
+      ../src
+      ../migrations
+      ../benches
+      (fs.difference ../nix (
+        fs.unions [
+          (fs.fileFilter (f: f.hasExt "nix") ../nix)
+          (fs.maybeMissing ../nix/checks)
+          (fs.maybeMissing ../nix/README.md)
+        ]
+      ))
+    ];
+  };
+
+  # One vendor directory (it depends on Cargo.lock only) for crane's derivations and the zip.
+  cargoVendorDir = craneLib.vendorCargoDeps { cargoLock = ../Cargo.lock; };
+
+  commonArgs = {
+    src = rustSrc;
+    strictDeps = true;
+    inherit cargoVendorDir;
+    # the profile `cargo test` / `cargo clippy` use (crane's default would be release)
+    CARGO_PROFILE = "dev";
+    nativeBuildInputs = [ pkgs.pkg-config ];
+    buildInputs = [ pkgs.openssl ]; # without `vendored-openssl`, as in .ci/run
+  };
+  cargoArtifacts = craneLib.buildDepsOnly commonArgs;
+
+  # moto with its server extras (moto_server) and botocore, for the tests; cfn-lint for
+  # the dev shell.
+  pythonEnv = pkgs.python3.withPackages (
+    p:
+    [
+      p.moto
+      p.botocore
+      p.cfn-lint
+    ]
+    ++ p.moto.optional-dependencies.server
+  );
+
+  zig = pkgs.callPackage ./zig.nix { inherit pins; };
+  cargo-zigbuild = pkgs.callPackage ./cargo-zigbuild.nix { inherit craneLib pins; };
+  lambdaZip = pkgs.callPackage ./lambda-zip.nix {
+    inherit
+      pins
+      zig
+      cargo-zigbuild
+      rustToolchain
+      cargoVendorDir
+      ;
+    src = zipSrc;
+  };
+  bootstrap = pkgs.callPackage ./bootstrap.nix { inherit pins lambdaZip; };
+
+  checks = import ./checks.nix {
+    inherit
+      pkgs
+      craneLib
+      commonArgs
+      cargoArtifacts
+      pythonEnv
+      lambdaZip
+      bootstrap
+      zipSrc
+      pins
+      ;
+  };
+in
+{
+  packages = {
+    default = lambdaZip;
+    lambda-zip = lambdaZip;
+    inherit bootstrap zig cargo-zigbuild;
+  };
+
+  inherit checks;
+
+  devShells.default = craneLib.devShell {
+    # build inputs of every check (pkg-config, openssl, postgresql, pythonEnv, and the
+    # zip's: toolchain, zig, cargo-zigbuild, python3, perl)
+    inherit checks;
+    # bashInteractive first: `nix/build-zip.sh` (#!/usr/bin/env bash) needs `compgen`
+    packages = [
+      pkgs.bashInteractive
+      pythonEnv
+      zig
+      cargo-zigbuild
+      pkgs.cargo-nextest
+      pkgs.postgresql
+      pkgs.docker-client
+      pkgs.perl
+    ];
+    # the tests use nixpkgs' moto instead of pip-installing the pinned one
+    EVENT_RECORDER_MOTO_SERVER = "${pythonEnv}/bin/moto_server";
+  };
+
+  formatter = pkgs.nixfmt-tree;
+}
