@@ -165,19 +165,10 @@ async fn recovers_after_the_database_was_unreachable() {
         "the same process serves on: {}",
         function.output()
     );
-    let ids: Vec<String> = db
-        .client()
-        .await
-        .query(
-            "SELECT event_id FROM audit.audit_events ORDER BY event_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(ids, ["after-a", "after-b", "before-a", "before-b"]);
+    assert_eq!(
+        db.audit_event_ids().await,
+        ["after-a", "after-b", "before-a", "before-b"]
+    );
     assert_eq!(db.row_counts().await, [4, 2, 0]);
 }
 

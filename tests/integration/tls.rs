@@ -60,16 +60,7 @@ async fn verify_full_with_the_right_ca_records_events() {
     let tls = format!("sslmode=verify-full sslrootcert={}", pki.ca.display());
     let api = RuntimeApi::start().await;
     let function = Function::spawn(&api, &connection(&server, "localhost", &tls));
-    let batch = Batch::default().event("m1", &audit_event("a1"));
-    let Outcome::Response(r) = api.invoke(&batch.sqs_event()).await else {
-        panic!("function error")
-    };
-    assert_eq!(
-        r["batchItemFailures"],
-        serde_json::json!([]),
-        "{}",
-        function.output()
-    );
+    assert_all_stored(&api, &function, "a1").await;
     let client = crate::support::connect(&server.socket_config()).await;
     let row = client
         .query_one(
@@ -90,6 +81,20 @@ async fn verify_full_with_the_right_ca_records_events() {
             .unwrap()
             .get::<_, i64>(0),
         1
+    );
+}
+
+/// Invokes one event and expects no failed message.
+async fn assert_all_stored(api: &RuntimeApi, function: &Function, event_id: &str) {
+    let batch = Batch::default().event("m1", &audit_event(event_id));
+    let Outcome::Response(r) = api.invoke(&batch.sqs_event()).await else {
+        panic!("function error: {}", function.output())
+    };
+    assert_eq!(
+        r["batchItemFailures"],
+        serde_json::json!([]),
+        "{}",
+        function.output()
     );
 }
 
@@ -120,18 +125,7 @@ async fn a_wrong_host_name_stops_start_up() {
     let tls = format!("sslmode=verify-ca sslrootcert={}", pki.ca.display());
     let api = RuntimeApi::start().await;
     let function = Function::spawn(&api, &connection(&server, "127.0.0.1", &tls));
-    let Outcome::Response(r) = api
-        .invoke(&Batch::default().event("m", &audit_event("x")).sqs_event())
-        .await
-    else {
-        panic!("function error")
-    };
-    assert_eq!(
-        r["batchItemFailures"],
-        serde_json::json!([]),
-        "{}",
-        function.output()
-    );
+    assert_all_stored(&api, &function, "x").await;
 }
 
 #[tokio::test]

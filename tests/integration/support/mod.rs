@@ -113,6 +113,21 @@ impl TestDb {
         ]
     }
 
+    /// The stored audit event IDs, sorted.
+    pub async fn audit_event_ids(&self) -> Vec<String> {
+        self.client()
+            .await
+            .query(
+                "SELECT event_id FROM audit.audit_events ORDER BY event_id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     /// Number of rows in a table.
     pub async fn count(&self, table: &str) -> i64 {
         let row = self
