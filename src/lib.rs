@@ -2,16 +2,17 @@
 //!
 //! Start at [`recorder`]: it is where a message becomes a row.
 
-pub mod app;
 pub mod aws;
 pub mod config;
 pub mod crypto;
 pub mod database;
 pub mod event;
+pub mod functions;
 pub mod recorder;
 pub mod route;
 pub mod runtime_api;
 pub mod schema;
+pub mod start;
 pub mod store;
 
 pub use crypto::DataKey;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use clap::{Parser, Subcommand};
-use event_recorder::app::{self, App, Aws};
+use event_recorder::functions::sqs::App;
+use event_recorder::start::{self, Aws};
 use event_recorder::config::{Config, DatabaseConfig};
 use event_recorder::{DataKey, schema};
 use serde_json::{Value, json};
@@ -69,7 +70,7 @@ async fn main() -> ExitCode {
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 async fn migrate() -> Result {
-    let database = app::open_database(DatabaseConfig::from_env()?, &Aws::default()).await?;
+    let database = start::open_database(DatabaseConfig::from_env()?, &Aws::default()).await?;
     let mut client = database.client().await?;
     let applied = schema::migrate(&mut client).await?;
     if applied.is_empty() {

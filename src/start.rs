@@ -1,0 +1,148 @@
+//! Start-up that every function shares: the AWS SDK configuration (loaded
+//! only when a secret needs it), the data key, and the database with its
+//! password source. Also the one connection an instance keeps.
+
+use aws_config::SdkConfig;
+use tokio::sync::{Mutex, MutexGuard, OnceCell};
+use tracing::{error, info, warn};
+
+use crate::aws::{self, SecretError};
+use crate::config::{
+    ConfigError, DECRYPTION_KEY_FILE_NAME, DatabaseConfig, ENCRYPTED_DATABASE_PASSWORD,
+    ENCRYPTION_KEY, KeySource,
+};
+use crate::crypto::{DataKey, KeyError};
+use crate::database::{ConnectError, Database, Password};
+use crate::store::Store;
+
+/// What start-up could not do; the process exits and Lambda reports an init error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("{0}: {1}")]
+    Key(&'static str, KeyError),
+    #[error("DB_CONNECTION_STRING: {0}")]
+    Connect(ConnectError),
+}
+
+/// The SDK configuration, loaded on first use.
+#[derive(Default)]
+pub struct Aws(OnceCell<SdkConfig>);
+
+impl Aws {
+    pub async fn config(&self) -> Result<&SdkConfig, SecretError> {
+        self.0.get_or_try_init(aws::sdk_config).await
+    }
+}
+
+pub async fn resolve_key(source: KeySource, aws: &Aws) -> Result<DataKey, StartError> {
+    let (variable, bytes) = match source {
+        KeySource::Local(key) => {
+            warn!("using LOCAL_DATA_KEY: a plaintext data key is for local runs and tests only");
+            return Ok(key);
+        }
+        KeySource::KmsCiphertext(ciphertext) => (
+            ENCRYPTION_KEY,
+            aws::kms_decrypt(aws.config().await?, ENCRYPTION_KEY, &ciphertext).await?,
+        ),
+        KeySource::KmsCiphertextInS3 { bucket, key } => {
+            let sdk = aws.config().await?;
+            let ciphertext = aws::s3_text(sdk, DECRYPTION_KEY_FILE_NAME, &bucket, &key).await?;
+            (
+                DECRYPTION_KEY_FILE_NAME,
+                aws::kms_decrypt(sdk, DECRYPTION_KEY_FILE_NAME, &ciphertext).await?,
+            )
+        }
+    };
+    let key = DataKey::new(bytes).map_err(|e| StartError::Key(variable, e))?;
+    info!(source = variable, "data key decrypted with KMS");
+    Ok(key)
+}
+
+/// The database with its password source: `ENCRYPTED_DATABASE_PASSWORD`
+/// through KMS, else the connection string's own, else an RDS IAM token.
+pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database, StartError> {
+    let mut settings = config.settings;
+    let password = if let Some(ciphertext) = config.encrypted_password {
+        let bytes = aws::kms_decrypt(
+            aws.config().await?,
+            ENCRYPTED_DATABASE_PASSWORD,
+            &ciphertext,
+        )
+        .await?;
+        let password = String::from_utf8(bytes).map_err(|_| SecretError {
+            source_var: ENCRYPTED_DATABASE_PASSWORD,
+            problem: "the decrypted password is not UTF-8".into(),
+        })?;
+        settings.config.password(password);
+        Password::Fixed
+    } else if settings.config.get_password().is_some() {
+        Password::Fixed
+    } else {
+        info!("no database password given: using RDS IAM authentication");
+        Password::IamToken(Box::new(aws.config().await?.clone()))
+    };
+    Ok(Database::new(settings, password)?)
+}
+
+/// The one connection an instance keeps across invocations, replaced when
+/// it breaks. A database that cannot be reached is not fatal at start: each
+/// invocation tries again.
+pub struct Connection {
+    database: Database,
+    slot: Mutex<Option<Store>>,
+}
+
+impl Connection {
+    /// Connects now; only a configuration problem (TLS, IAM token) is an error.
+    pub async fn open(database: Database) -> Result<Self, StartError> {
+        let store = match database.store().await {
+            Ok(store) => {
+                info!("connected to the database");
+                Some(store)
+            }
+            Err(e) if e.is_configuration() => return Err(StartError::Connect(e)),
+            Err(e) => {
+                error!(error = %e, "cannot connect to the database; each invocation will try again");
+                None
+            }
+        };
+        Ok(Self {
+            database,
+            slot: Mutex::new(store),
+        })
+    }
+
+    /// The live connection, reconnecting first if there is none or it closed.
+    pub async fn get(&self) -> Result<StoreGuard<'_>, ConnectError> {
+        let mut slot = self.slot.lock().await;
+        if slot.as_ref().is_none_or(Store::is_closed) {
+            *slot = None;
+            let store = self.database.store().await.inspect_err(|e| {
+                error!(error = %e, "cannot connect to the database");
+            })?;
+            info!("connected to the database");
+            *slot = Some(store);
+        }
+        Ok(StoreGuard(slot))
+    }
+}
+
+/// Exclusive use of the instance's connection for one invocation.
+pub struct StoreGuard<'a>(MutexGuard<'a, Option<Store>>);
+
+impl std::ops::Deref for StoreGuard<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        self.0.as_ref().expect("a guard holds a connection")
+    }
+}
+
+impl std::ops::DerefMut for StoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        self.0.as_mut().expect("a guard holds a connection")
+    }
+}
