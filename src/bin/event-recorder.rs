@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use clap::{Parser, Subcommand};
+use event_recorder::config::{Config, DatabaseConfig};
 use event_recorder::functions::sqs::App;
 use event_recorder::start::{self, Aws};
-use event_recorder::config::{Config, DatabaseConfig};
 use event_recorder::{DataKey, schema};
 use serde_json::{Value, json};
 
@@ -72,12 +72,17 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 async fn migrate() -> Result {
     let database = start::open_database(DatabaseConfig::from_env()?, &Aws::default()).await?;
     let mut client = database.client().await?;
-    let applied = schema::migrate(&mut client).await?;
-    if applied.is_empty() {
-        println!("schema up to date");
-    }
-    for name in applied {
-        println!("applied {name}");
+    match schema::migrate(&mut client).await? {
+        schema::Outcome::UpToDate => println!("schema up to date"),
+        schema::Outcome::Applied(names) => names.iter().for_each(|n| println!("applied {n}")),
+        schema::Outcome::Adopted { flyway } => println!(
+            "existing schema verified and adopted as version 1{}; nothing changed",
+            if flyway {
+                " (built by the original's Flyway migrations)"
+            } else {
+                ""
+            }
+        ),
     }
     Ok(())
 }

@@ -48,7 +48,12 @@ impl App {
             .collect();
 
         let failed = match self.connection.get().await {
-            Ok(mut store) => self.recorder.record_batch(&mut store, &messages).await.failed,
+            Ok(mut store) => {
+                self.recorder
+                    .record_batch(&mut store, &messages)
+                    .await
+                    .failed
+            }
             Err(_) => {
                 error!(
                     count = messages.len(),

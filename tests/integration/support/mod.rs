@@ -50,6 +50,18 @@ impl TestDb {
         Self { config }
     }
 
+    /// A database as the original service's migrations leave it
+    /// (`tests/fixtures/original-schema.sql`), not migrated by us.
+    pub async fn original() -> Self {
+        let db = Self::empty().await;
+        db.client()
+            .await
+            .batch_execute(include_str!("../../fixtures/original-schema.sql"))
+            .await
+            .expect("the original-schema fixture applies");
+        db
+    }
+
     /// A libpq keyword/value string for this database, as the Lambda takes it.
     pub fn connection_string(&self) -> String {
         let c = &self.config;
