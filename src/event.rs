@@ -47,6 +47,11 @@ impl Event {
         // Parse to a tree first: serde's typed errors would quote values.
         let value: Value =
             serde_json::from_str(text).map_err(|e| EventError::NotJson(syntax_only(&e)))?;
+        Self::from_value(value)
+    }
+
+    /// The same checks on JSON already parsed (the S3 import's `document`).
+    pub fn from_value(value: Value) -> Result<Self, EventError> {
         let Value::Object(mut root) = value else {
             return Err(EventError::NotAnObject);
         };
@@ -85,7 +90,7 @@ impl Event {
 }
 
 /// serde_json's syntax errors carry positions, not content; keep only those.
-fn syntax_only(e: &serde_json::Error) -> String {
+pub(crate) fn syntax_only(e: &serde_json::Error) -> String {
     format!(
         "{:?} error at line {} column {}",
         e.classify(),

@@ -33,8 +33,9 @@ pub enum MessageError {
     Event(#[from] EventError),
     #[error("invalid event: {0}")]
     Route(#[from] RouteError),
-    #[error("database write failed: {}", crate::database::describe(.0))]
-    Store(#[from] tokio_postgres::Error),
+    /// The server's or the network's reason, already described.
+    #[error("database write failed: {0}")]
+    Store(String),
 }
 
 /// The result of one batch. `failed` holds message IDs in input order.
@@ -83,38 +84,13 @@ impl Recorder {
                 Err(e) => fail(&mut report, message, None, &e),
             }
         }
-        if valid.is_empty() {
-            return report;
-        }
-
         let records: Vec<&Record> = valid.iter().map(|(_, r)| r).collect();
-        match store.insert(&records).await {
-            Ok(mut inserted) => {
-                for (message, record) in &valid {
-                    succeed(&mut report, *message, record, inserted.claim(record));
-                }
-            }
-            Err(batch_error) if store.is_closed() => {
-                let e = MessageError::Store(batch_error);
-                for (message, record) in &valid {
-                    fail(&mut report, *message, Some(record), &e);
-                }
-            }
-            Err(batch_error) => {
-                warn!(
-                    error = crate::database::describe(&batch_error),
-                    count = valid.len(),
-                    "batch write failed; writing messages one by one"
-                );
-                for (message, record) in &valid {
-                    match store.insert(&[record]).await {
-                        Ok(mut inserted) => {
-                            succeed(&mut report, *message, record, inserted.claim(record))
-                        }
-                        Err(e) => {
-                            fail(&mut report, *message, Some(record), &MessageError::Store(e))
-                        }
-                    }
+        for ((message, record), written) in valid.iter().zip(write(store, &records).await) {
+            match written {
+                Written::Stored => succeed(&mut report, *message, record, true),
+                Written::Duplicate => succeed(&mut report, *message, record, false),
+                Written::Refused(e) | Written::Failed(e) => {
+                    fail(&mut report, *message, Some(record), &e)
                 }
             }
         }
@@ -123,6 +99,77 @@ impl Recorder {
             .sort_by_key(|id| messages.iter().position(|m| m.id == id));
         report
     }
+}
+
+/// What became of one record of a [`write`].
+#[derive(Debug)]
+pub enum Written {
+    Stored,
+    /// Its rows were there already: success, nothing written.
+    Duplicate,
+    /// The database refused this record alone (a data or constraint error,
+    /// or a trigger): retrying it unchanged will not help.
+    Refused(MessageError),
+    /// The database could not take it (connection lost, permissions, a
+    /// timeout): it may succeed later.
+    Failed(MessageError),
+}
+
+/// SQLSTATE classes that blame the row, not the database: data exceptions,
+/// integrity violations, program limits, and errors raised by triggers.
+fn blames_the_row(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23" | "54" | "P0"))
+}
+
+/// Stores validated records, one transaction for all of them; if that
+/// fails on a live connection, each record alone, so only the guilty fail.
+/// If the connection is gone, every record fails and nothing is written.
+/// Answers for each record, in input order.
+pub async fn write(store: &mut Store, records: &[&Record]) -> Vec<Written> {
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let batch_error = match store.insert(records).await {
+        Ok(mut inserted) => {
+            return records
+                .iter()
+                .map(|r| match inserted.claim(r) {
+                    true => Written::Stored,
+                    false => Written::Duplicate,
+                })
+                .collect();
+        }
+        Err(e) => crate::database::describe(&e),
+    };
+    if store.is_closed() {
+        return records
+            .iter()
+            .map(|_| Written::Failed(MessageError::Store(batch_error.clone())))
+            .collect();
+    }
+    warn!(
+        error = batch_error,
+        count = records.len(),
+        "batch write failed; writing records one by one"
+    );
+    let mut results = Vec::with_capacity(records.len());
+    for record in records {
+        results.push(match store.insert(&[record]).await {
+            Ok(mut inserted) => match inserted.claim(record) {
+                true => Written::Stored,
+                false => Written::Duplicate,
+            },
+            Err(e) => {
+                let error = MessageError::Store(crate::database::describe(&e));
+                match blames_the_row(&e) && !store.is_closed() {
+                    true => Written::Refused(error),
+                    false => Written::Failed(error),
+                }
+            }
+        });
+    }
+    results
 }
 
 fn succeed(report: &mut BatchReport, message: Message, record: &Record, fresh: bool) {

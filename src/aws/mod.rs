@@ -7,6 +7,7 @@ mod http;
 
 pub use http::client as http_client;
 pub mod rds_token;
+pub mod s3;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_types::error::display::DisplayErrorContext;
