@@ -1,13 +1,18 @@
-//! The deployment template (`deploy/template.yaml`) against the binary: the
-//! environment variables it sets must be exactly the ones the binary reads
-//! (`event_recorder::config::VARIABLES`, less the local-only ones), so the two
-//! cannot drift; and the function must be wired as the binary expects.
+//! The deployment template (`deploy/template.yaml`) against the binary. Each
+//! of the three functions must name a handler the binary knows, and set exactly
+//! the environment variables that handler reads (`Handler::variables()`, less
+//! the local-only ones), so the two cannot drift. The recorder must be wired as
+//! its SQS handler expects; the two S3 functions must be triggered only by
+//! their own key prefix (they write into the bucket that triggers them), get
+//! exactly the S3 actions they call on that bucket's objects, and send failed
+//! events to a queue with an alarm.
 //!
 //! `EVENT_RECORDER_DEPLOY_TEMPLATE` points the tests at another template file.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use event_recorder::functions::Handler;
 use saphyr::{LoadableYamlNode, Scalar, Yaml};
 
 /// Read by the binaries, but for local runs and tests only: never deployed.
@@ -125,16 +130,121 @@ fn template() -> Node {
     parse(&text)
 }
 
-/// The one resource of `type_`, as (logical id, resource).
-fn resource<'a>(template: &'a Node, type_: &str) -> (&'a str, &'a Node) {
-    let found: Vec<_> = template
+/// Every resource of `type_`, as (logical id, resource).
+fn resources<'a>(template: &'a Node, type_: &str) -> Vec<(&'a str, &'a Node)> {
+    template
         .at(&["Resources"])
         .entries()
         .iter()
         .filter(|(_, r)| r.get("Type").map(Node::text) == Some(type_))
-        .collect();
+        .map(|(id, r)| (id.as_str(), r))
+        .collect()
+}
+
+/// The one resource of `type_`, as (logical id, resource).
+fn resource<'a>(template: &'a Node, type_: &str) -> (&'a str, &'a Node) {
+    let found = resources(template, type_);
     assert_eq!(found.len(), 1, "expected exactly one {type_} resource");
-    (found[0].0.as_str(), &found[0].1)
+    found[0]
+}
+
+/// The logical id a `Ref` names.
+fn ref_target(node: &Node) -> Option<&str> {
+    match node.intrinsic() {
+        Some(("Ref", Node::Scalar(name))) => Some(name),
+        _ => None,
+    }
+}
+
+/// `(logical id, attribute)` of a `Fn::GetAtt`, short (`X.Arn`) or long
+/// (`[X, Arn]`) form.
+fn get_att(node: &Node) -> Option<(&str, &str)> {
+    match node.intrinsic()? {
+        ("Fn::GetAtt", Node::Scalar(short)) => short.split_once('.'),
+        ("Fn::GetAtt", Node::List(parts)) if parts.len() == 2 => {
+            Some((parts[0].text(), parts[1].text()))
+        }
+        _ => None,
+    }
+}
+
+/// The items of a property that takes one value or a list of them.
+fn one_or_many(node: &Node) -> Vec<&Node> {
+    match node {
+        Node::List(items) => items.iter().collect(),
+        one => vec![one],
+    }
+}
+
+/// Whether `node` or anything inside it satisfies `predicate`.
+fn contains_node(node: &Node, predicate: &dyn Fn(&Node) -> bool) -> bool {
+    predicate(node)
+        || match node {
+            Node::Scalar(_) => false,
+            Node::List(items) => items.iter().any(|n| contains_node(n, predicate)),
+            Node::Map(entries) => entries.iter().any(|(_, n)| contains_node(n, predicate)),
+        }
+}
+
+struct Function<'a> {
+    id: &'a str,
+    handler: Handler,
+    resource: &'a Node,
+}
+
+impl Function<'_> {
+    fn name(&self) -> &str {
+        self.resource.at(&["Properties", "Handler"]).text()
+    }
+}
+
+/// The template's functions with the handler each names. Panics on a Handler
+/// the binary does not know.
+fn functions(template: &Node) -> Vec<Function<'_>> {
+    resources(template, "AWS::Lambda::Function")
+        .into_iter()
+        .map(|(id, resource)| {
+            let name = resource.at(&["Properties", "Handler"]).text();
+            let handler = Handler::parse(Some(name))
+                .ok()
+                .filter(|_| Handler::NAMES.contains(&name))
+                .unwrap_or_else(|| {
+                    panic!("function {id}: Handler must be one of {:?}", Handler::NAMES)
+                });
+            Function {
+                id,
+                handler,
+                resource,
+            }
+        })
+        .collect()
+}
+
+fn function(template: &Node, handler: Handler) -> Function<'_> {
+    functions(template)
+        .into_iter()
+        .find(|f| f.handler == handler)
+        .unwrap_or_else(|| panic!("no function with the {handler:?} handler"))
+}
+
+const S3_FUNCTIONS: [Handler; 2] = [Handler::S3Import, Handler::IdpFraudUpload];
+
+/// The S3 actions each S3 function calls: import reads a file, writes its
+/// rejects and deletes it; fraud upload reads a report and its tags, then
+/// moves it (copy with tags, delete).
+fn s3_actions(handler: Handler) -> BTreeSet<&'static str> {
+    let actions: &[&str] = match handler {
+        Handler::S3Import => &["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        Handler::IdpFraudUpload => &[
+            "s3:GetObject",
+            "s3:GetObjectTagging",
+            "s3:PutObject",
+            "s3:PutObjectTagging",
+            "s3:DeleteObject",
+        ],
+        Handler::Sqs => panic!("the recorder is not an S3 function"),
+    };
+    actions.iter().copied().collect()
 }
 
 /// Every variable name the function's environment can set, under any
@@ -159,39 +269,153 @@ fn environment_names(function: &Node) -> BTreeSet<String> {
     names
 }
 
-#[test]
-fn environment_is_exactly_what_the_binary_reads() {
-    let template = template();
-    let (_, function) = resource(&template, "AWS::Lambda::Function");
-    let set = environment_names(function);
-    let read: BTreeSet<String> = event_recorder::config::VARIABLES
-        .iter()
-        .filter(|name| !LOCAL_ONLY.contains(name))
-        .map(|name| name.to_string())
-        .collect();
-    let not_read: Vec<_> = set.difference(&read).collect();
-    let not_set: Vec<_> = read.difference(&set).collect();
+/// Every statement of the role's inline policies, under any combination of
+/// conditions.
+fn role_statements<'a>(template: &'a Node, function: &Function) -> Vec<&'a Node> {
+    let role = function.resource.at(&["Properties", "Role"]);
+    let Some((role_id, "Arn")) = get_att(role) else {
+        panic!(
+            "function {}: Role is not a Fn::GetAtt of a role's Arn",
+            function.id
+        );
+    };
+    let role = template.at(&["Resources", role_id]);
+    assert_eq!(role.at(&["Type"]).text(), "AWS::IAM::Role");
+    let properties = role.at(&["Properties"]);
     assert!(
-        not_read.is_empty() && not_set.is_empty(),
-        "{} and event_recorder::config::VARIABLES (less {LOCAL_ONLY:?}) disagree:\n  \
-         set by the template but not read by the binary: {not_read:?}\n  \
-         read by the binary but never set by the template: {not_set:?}",
-        template_path().display()
+        properties.get("ManagedPolicyArns").is_none(),
+        "role {role_id}: grant through its inline Policies only, so that they are all it can do"
+    );
+    let mut statements = Vec::new();
+    for policy in one_or_many(properties.at(&["Policies"])) {
+        for policy in policy.branches() {
+            for statement in one_or_many(policy.at(&["PolicyDocument", "Statement"])) {
+                statements.extend(statement.branches());
+            }
+        }
+    }
+    statements
+}
+
+fn actions(statement: &Node) -> Vec<&str> {
+    one_or_many(statement.at(&["Action"]))
+        .into_iter()
+        .map(Node::text)
+        .collect()
+}
+
+/// The name of the upload bucket, as the S3 functions' roles and permissions
+/// must spell it: the created bucket's BucketName, or the existing bucket's
+/// parameter, chosen by the bucket's own condition.
+fn upload_bucket_name(template: &Node) -> Node {
+    let (_, bucket) = resource(template, "AWS::S3::Bucket");
+    Node::Map(vec![(
+        "Fn::If".into(),
+        Node::List(vec![
+            bucket.at(&["Condition"]).clone(),
+            bucket.at(&["Properties", "BucketName"]).clone(),
+            Node::Map(vec![(
+                "Ref".into(),
+                Node::Scalar("UploadBucketName".into()),
+            )]),
+        ]),
+    )])
+}
+
+/// For `!Sub [arn:${AWS::Partition}:s3:::${Bucket}<rest>, {Bucket: <name>}]`,
+/// `<rest>` if `<name>` is the upload bucket's name.
+fn upload_bucket_arn_rest<'a>(template: &Node, arn: &'a Node) -> Option<&'a str> {
+    let Some(("Fn::Sub", Node::List(args))) = arn.intrinsic() else {
+        return None;
+    };
+    let [Node::Scalar(text), variables] = args.as_slice() else {
+        return None;
+    };
+    let rest = text.strip_prefix("arn:${AWS::Partition}:s3:::${Bucket}")?;
+    (variables.get("Bucket") == Some(&upload_bucket_name(template))).then_some(rest)
+}
+
+#[test]
+fn each_function_names_its_own_handler() {
+    let template = template();
+    let functions = functions(&template);
+    let names: BTreeSet<&str> = functions.iter().map(Function::name).collect();
+    assert_eq!(
+        names.len(),
+        functions.len(),
+        "two functions name the same Handler"
+    );
+    assert_eq!(
+        names,
+        Handler::NAMES.into_iter().collect(),
+        "the template should deploy one function per handler"
     );
 }
 
 #[test]
-fn function_is_a_custom_runtime_answering_partial_batch_responses() {
+fn environment_is_exactly_what_each_function_reads() {
     let template = template();
-    let (function_id, function) = resource(&template, "AWS::Lambda::Function");
-    let properties = function.at(&["Properties"]);
-    assert_eq!(properties.at(&["Runtime"]).text(), "provided.al2023");
-    assert_eq!(properties.at(&["Handler"]).text(), "bootstrap");
     assert_eq!(
-        properties.at(&["Architectures"]),
-        &Node::List(vec![Node::Scalar("x86_64".into())])
+        Handler::Sqs.variables(),
+        event_recorder::config::VARIABLES,
+        "the recorder reads the variables config documents"
     );
+    for function in functions(&template) {
+        let set = environment_names(function.resource);
+        let read: BTreeSet<String> = function
+            .handler
+            .variables()
+            .iter()
+            .filter(|name| !LOCAL_ONLY.contains(name))
+            .map(|name| name.to_string())
+            .collect();
+        let not_read: Vec<_> = set.difference(&read).collect();
+        let not_set: Vec<_> = read.difference(&set).collect();
+        assert!(
+            not_read.is_empty() && not_set.is_empty(),
+            "{}: function {} and Handler::{:?}.variables() (less {LOCAL_ONLY:?}) disagree:\n  \
+             set by the template but not read by the binary: {not_read:?}\n  \
+             read by the binary but never set by the template: {not_set:?}",
+            template_path().display(),
+            function.id,
+            function.handler,
+        );
+    }
+}
 
+#[test]
+fn functions_are_one_custom_runtime_zip() {
+    let template = template();
+    let functions = functions(&template);
+    let code = functions[0].resource.at(&["Properties", "Code"]);
+    for function in &functions {
+        let properties = function.resource.at(&["Properties"]);
+        assert_eq!(
+            properties.at(&["Runtime"]).text(),
+            "provided.al2023",
+            "{}",
+            function.id
+        );
+        assert_eq!(
+            properties.at(&["Architectures"]),
+            &Node::List(vec![Node::Scalar("x86_64".into())]),
+            "{}",
+            function.id
+        );
+        assert_eq!(
+            properties.at(&["Code"]),
+            code,
+            "function {} must run the same zip as {}",
+            function.id,
+            functions[0].id
+        );
+    }
+}
+
+#[test]
+fn recorder_answers_partial_batch_responses() {
+    let template = template();
+    let recorder = function(&template, Handler::Sqs);
     let (_, mapping) = resource(&template, "AWS::Lambda::EventSourceMapping");
     let mapping = mapping.at(&["Properties"]);
     let Node::List(types) = mapping.at(&["FunctionResponseTypes"]) else {
@@ -203,9 +427,9 @@ fn function_is_a_custom_runtime_answering_partial_batch_responses() {
          or every message of a batch with one failure is retried: {types:?}"
     );
     assert_eq!(
-        mapping.at(&["FunctionName"]).intrinsic(),
-        Some(("Ref", &Node::Scalar(function_id.into()))),
-        "the event source mapping must invoke the template's function"
+        ref_target(mapping.at(&["FunctionName"])),
+        Some(recorder.id),
+        "the event source mapping must invoke the recorder"
     );
 }
 
@@ -213,14 +437,8 @@ fn function_is_a_custom_runtime_answering_partial_batch_responses() {
 fn queue_has_a_dead_letter_queue_and_six_times_the_function_timeout() {
     let template = template();
     let (_, mapping) = resource(&template, "AWS::Lambda::EventSourceMapping");
-    let Some(("Fn::GetAtt", source)) = mapping.at(&["Properties", "EventSourceArn"]).intrinsic()
-    else {
-        panic!("EventSourceArn is not a Fn::GetAtt of the queue");
-    };
-    // `!GetAtt Queue.Arn`, or `Fn::GetAtt: [Queue, Arn]` in long form.
-    let queue_id = match source {
-        Node::List(parts) => parts[0].text(),
-        short => short.text().trim_end_matches(".Arn"),
+    let Some((queue_id, "Arn")) = get_att(mapping.at(&["Properties", "EventSourceArn"])) else {
+        panic!("EventSourceArn is not a Fn::GetAtt of the queue's Arn");
     };
     let queue = template.at(&["Resources", queue_id, "Properties"]);
     assert!(
@@ -251,11 +469,253 @@ fn queue_has_a_dead_letter_queue_and_six_times_the_function_timeout() {
             "visibility timeout for a {timeout} s function timeout"
         );
     }
-    let (_, function) = resource(&template, "AWS::Lambda::Function");
+    let recorder = function(&template, Handler::Sqs);
     assert_eq!(
-        function.at(&["Properties", "Timeout"]).intrinsic(),
-        Some(("Ref", &Node::Scalar("FunctionTimeout".into())))
+        ref_target(recorder.resource.at(&["Properties", "Timeout"])),
+        Some("FunctionTimeout")
     );
+}
+
+/// The functions write `success/` and `error/` objects into the bucket that
+/// triggers them: a trigger that matched those keys would invoke a function
+/// on its own output, without end.
+#[test]
+fn s3_triggers_filter_on_their_own_prefix() {
+    let template = template();
+    let (_, bucket) = resource(&template, "AWS::S3::Bucket");
+    let triggers = one_or_many(bucket.at(&[
+        "Properties",
+        "NotificationConfiguration",
+        "LambdaConfigurations",
+    ]));
+    let rules = template.at(&["Rules"]);
+    let mut prefixes = Vec::new();
+    for handler in S3_FUNCTIONS {
+        let function = function(&template, handler);
+        let mine: Vec<_> = triggers
+            .iter()
+            .filter(|t| get_att(t.at(&["Function"])) == Some((function.id, "Arn")))
+            .collect();
+        assert_eq!(mine.len(), 1, "{}: expected one S3 trigger", function.id);
+        let filter = one_or_many(mine[0].at(&["Filter", "S3Key", "Rules"]));
+        let prefix: Vec<_> = filter
+            .iter()
+            .filter(|r| r.at(&["Name"]).text().eq_ignore_ascii_case("prefix"))
+            .map(|r| r.at(&["Value"]))
+            .collect();
+        assert_eq!(
+            prefix.len(),
+            1,
+            "{}: the trigger needs one prefix filter",
+            function.id
+        );
+        let prefix = prefix[0];
+        let value = match ref_target(prefix) {
+            Some(parameter) => {
+                // The parameter's default, and a Rule that refuses the
+                // result folders for any value given at deploy time.
+                let refuses_results = |node: &Node| match node.intrinsic() {
+                    Some(("Fn::Not", Node::List(args))) => match args[0].intrinsic() {
+                        Some(("Fn::Contains", Node::List(args))) => {
+                            ref_target(&args[1]) == Some(parameter)
+                                && ["success/", "error/"].iter().all(|folder| {
+                                    one_or_many(&args[0])
+                                        .contains(&&Node::Scalar(folder.to_string()))
+                                })
+                        }
+                        _ => false,
+                    },
+                    _ => false,
+                };
+                assert!(
+                    contains_node(rules, &refuses_results),
+                    "{}: no Rule refuses success/ and error/ as {parameter}",
+                    function.id
+                );
+                template
+                    .at(&["Parameters", parameter, "Default"])
+                    .text()
+                    .to_owned()
+            }
+            None => prefix.text().to_owned(),
+        };
+        for folder in ["success/", "error/"] {
+            assert!(
+                !value.is_empty() && !folder.starts_with(&value) && !value.starts_with(folder),
+                "{}: the prefix {value:?} matches the function's own {folder} output",
+                function.id
+            );
+        }
+        prefixes.push((prefix, value));
+    }
+    let [(first, first_value), (second, second_value)] = prefixes.as_slice() else {
+        unreachable!()
+    };
+    assert!(
+        !first_value.starts_with(second_value.as_str())
+            && !second_value.starts_with(first_value.as_str()),
+        "the two S3 triggers' prefixes overlap"
+    );
+    if let (Some(a), Some(b)) = (ref_target(first), ref_target(second)) {
+        let refuses_equal = |node: &Node| match node.intrinsic() {
+            Some(("Fn::Not", Node::List(args))) => match args[0].intrinsic() {
+                Some(("Fn::Equals", Node::List(operands))) => {
+                    let operands: BTreeSet<_> = operands.iter().filter_map(ref_target).collect();
+                    operands == BTreeSet::from([a, b])
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        assert!(
+            contains_node(rules, &refuses_equal),
+            "no Rule makes {a} and {b} differ"
+        );
+    }
+}
+
+#[test]
+fn s3_functions_get_exactly_their_actions_on_the_buckets_objects() {
+    let template = template();
+    for handler in S3_FUNCTIONS {
+        let function = function(&template, handler);
+        let mut granted = BTreeSet::new();
+        for statement in role_statements(&template, &function) {
+            assert!(
+                statement.get("NotAction").is_none() && statement.get("NotResource").is_none(),
+                "{}: a NotAction or NotResource statement grants more than it names",
+                function.id
+            );
+            let actions = actions(statement);
+            assert!(
+                actions.iter().all(|a| !a.contains('*')),
+                "{}: wildcard action in {actions:?}",
+                function.id
+            );
+            let s3: Vec<_> = actions.iter().filter(|a| a.starts_with("s3:")).collect();
+            if s3.is_empty() {
+                continue;
+            }
+            assert_eq!(statement.at(&["Effect"]).text(), "Allow");
+            assert_eq!(
+                s3.len(),
+                actions.len(),
+                "{}: keep S3 actions in statements of their own",
+                function.id
+            );
+            for resource in one_or_many(statement.at(&["Resource"])) {
+                let rest = upload_bucket_arn_rest(&template, resource);
+                assert!(
+                    rest.is_some_and(|rest| rest.starts_with('/') && rest.ends_with('*')),
+                    "{}: {actions:?} must be granted on the upload bucket's objects \
+                     (arn:${{AWS::Partition}}:s3:::${{Bucket}}/...*), not {resource:?}",
+                    function.id
+                );
+            }
+            granted.extend(actions);
+        }
+        assert_eq!(
+            granted,
+            s3_actions(handler),
+            "{}: S3 actions granted to its role",
+            function.id
+        );
+    }
+}
+
+#[test]
+fn only_the_upload_bucket_may_invoke_the_s3_functions() {
+    let template = template();
+    let permissions = resources(&template, "AWS::Lambda::Permission");
+    for handler in S3_FUNCTIONS {
+        let function = function(&template, handler);
+        let mine: Vec<_> = permissions
+            .iter()
+            .map(|(_, p)| p.at(&["Properties"]))
+            .filter(|p| {
+                let target = p.at(&["FunctionName"]);
+                ref_target(target) == Some(function.id)
+                    || get_att(target) == Some((function.id, "Arn"))
+            })
+            .collect();
+        assert_eq!(
+            mine.len(),
+            1,
+            "{}: expected one invoke permission",
+            function.id
+        );
+        let permission = mine[0];
+        assert_eq!(permission.at(&["Principal"]).text(), "s3.amazonaws.com");
+        assert_eq!(
+            ref_target(permission.at(&["SourceAccount"])),
+            Some("AWS::AccountId"),
+            "{}: bucket names are global; SourceAccount keeps another account's \
+             bucket of the same name out",
+            function.id
+        );
+        assert_eq!(
+            upload_bucket_arn_rest(&template, permission.at(&["SourceArn"])),
+            Some(""),
+            "{}: SourceArn must be the upload bucket",
+            function.id
+        );
+    }
+}
+
+#[test]
+fn s3_failures_go_to_an_alarmed_queue_the_function_may_write() {
+    let template = template();
+    let configs = resources(&template, "AWS::Lambda::EventInvokeConfig");
+    let alarms = resources(&template, "AWS::CloudWatch::Alarm");
+    for handler in S3_FUNCTIONS {
+        let function = function(&template, handler);
+        let mine: Vec<_> = configs
+            .iter()
+            .map(|(_, c)| c.at(&["Properties"]))
+            .filter(|c| ref_target(c.at(&["FunctionName"])) == Some(function.id))
+            .collect();
+        assert_eq!(
+            mine.len(),
+            1,
+            "{}: expected one EventInvokeConfig",
+            function.id
+        );
+        let config = mine[0];
+        let retries: u32 = config.at(&["MaximumRetryAttempts"]).text().parse().unwrap();
+        assert!(
+            retries <= 2,
+            "{}: Lambda allows 0 to 2 retries",
+            function.id
+        );
+        let destination = config.at(&["DestinationConfig", "OnFailure", "Destination"]);
+        let Some((queue, "Arn")) = get_att(destination) else {
+            panic!(
+                "{}: the on-failure destination is not a queue's Arn",
+                function.id
+            );
+        };
+        assert_eq!(
+            template.at(&["Resources", queue, "Type"]).text(),
+            "AWS::SQS::Queue"
+        );
+        assert!(
+            role_statements(&template, &function).iter().any(|s| {
+                s.at(&["Effect"]).text() == "Allow"
+                    && actions(s).contains(&"sqs:SendMessage")
+                    && one_or_many(s.at(&["Resource"])).contains(&destination)
+            }),
+            "{}: Lambda sends failed events with the function's role, which needs \
+             sqs:SendMessage on {queue}",
+            function.id
+        );
+        let watched = alarms.iter().any(|(_, alarm)| {
+            alarm.at(&["Properties", "Namespace"]).text() == "AWS/SQS"
+                && one_or_many(alarm.at(&["Properties", "Dimensions"]))
+                    .iter()
+                    .any(|d| get_att(d.at(&["Value"])) == Some((queue, "QueueName")))
+        });
+        assert!(watched, "{}: no alarm watches {queue}", function.id);
+    }
 }
 
 /// The collector itself: short and long forms, nested conditions, a whole
