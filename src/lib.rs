@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod database;
 pub mod event;
 pub mod functions;
+pub mod idp_store;
 pub mod recorder;
 pub mod route;
 pub mod runtime_api;

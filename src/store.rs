@@ -88,6 +88,10 @@ impl Store {
         &self.client
     }
 
+    pub fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
     /// False once the server or the network has dropped the connection.
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()

@@ -192,7 +192,10 @@ mod tests {
 
     #[test]
     fn notification_keys_are_decoded() {
-        assert_eq!(notification_key("import/a+b%2Bc.jsonl"), "import/a b+c.jsonl");
+        assert_eq!(
+            notification_key("import/a+b%2Bc.jsonl"),
+            "import/a b+c.jsonl"
+        );
         assert_eq!(notification_key("caf%C3%A9/%E2%9C%93.csv"), "café/✓.csv");
         assert_eq!(notification_key("k%3D1%26x"), "k=1&x");
     }

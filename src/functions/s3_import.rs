@@ -293,7 +293,11 @@ impl Function {
         Ok(Imported { objects })
     }
 
-    async fn import_object(&self, bucket: String, key: String) -> Result<ObjectReport, FunctionError> {
+    async fn import_object(
+        &self,
+        bucket: String,
+        key: String,
+    ) -> Result<ObjectReport, FunctionError> {
         let failed = |e: ImportError| {
             error!(bucket, key, error = %e, "import failed; the object is kept");
             FunctionError::Import(e)
@@ -302,7 +306,11 @@ impl Function {
             error!(bucket, key, error = %e, "import failed; the object is kept");
             FunctionError::Unreachable(e.to_string())
         })?;
-        let reader = self.s3.reader(&bucket, &key).await.map_err(|e| failed(e.into()))?;
+        let reader = self
+            .s3
+            .reader(&bucket, &key)
+            .await
+            .map_err(|e| failed(e.into()))?;
         let mut rejects = Rejects::new().map_err(|e| failed(ImportError::Rejects(e)))?;
         let report = import(&mut store, reader, &mut rejects)
             .await
@@ -312,7 +320,9 @@ impl Function {
             0 => None,
             _ => {
                 let rejects_key = format!("error/{key}.rejects.jsonl");
-                let path = rejects.path().map_err(|e| failed(ImportError::Rejects(e)))?;
+                let path = rejects
+                    .path()
+                    .map_err(|e| failed(ImportError::Rejects(e)))?;
                 self.s3
                     .put_file(&bucket, &rejects_key, path)
                     .await
@@ -392,9 +402,15 @@ mod tests {
 
     #[test]
     fn each_bad_line_has_its_own_error() {
-        assert!(matches!(parse_line(b"{not json"), Err(LineError::NotJson(_))));
+        assert!(matches!(
+            parse_line(b"{not json"),
+            Err(LineError::NotJson(_))
+        ));
         assert!(matches!(parse_line(b"[1]"), Err(LineError::NoDocument)));
-        assert!(matches!(parse_line(br#"{"doc": {}}"#), Err(LineError::NoDocument)));
+        assert!(matches!(
+            parse_line(br#"{"doc": {}}"#),
+            Err(LineError::NoDocument)
+        ));
         assert!(matches!(parse_line(b"\xff\xfe"), Err(LineError::NotUtf8)));
         let e = parse_line(br#"{"document": {"eventId": "x"}}"#).unwrap_err();
         assert!(e.to_string().contains("eventType"), "{e}");

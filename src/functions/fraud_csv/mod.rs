@@ -1,24 +1,191 @@
-//! IdP fraud-report upload: CSV files in S3 become `idp_data` rows.
+//! IdP fraud-report upload: a CSV file in S3, tagged with the IdP and the
+//! uploader, becomes `idp_data` rows.
+//!
+//! Invariants:
+//! - every row is checked, and every failing one recorded in
+//!   `upload_session_validation_failures` (row, field, the rule);
+//! - fraud rows are written only if every row passes, in one transaction
+//!   that also marks the session passed;
+//! - the object then moves to `success/<base name>` or `error/<base name>`;
+//!   tags it cannot use (a missing `idp`, say) fail the invocation and leave
+//!   the object where it is, with no session.
 
 pub mod parse;
 
-use crate::config::{DB_CONNECTION_STRING, ENCRYPTED_DATABASE_PASSWORD};
+use aws_lambda_events::event::s3::S3Event;
+use serde::Serialize;
+use tracing::{error, info, warn};
+
+use crate::aws::s3::{self, S3, S3Error};
+use crate::config::{DB_CONNECTION_STRING, DatabaseConfig, ENCRYPTED_DATABASE_PASSWORD};
+use crate::idp_store;
+use crate::start::{self, Aws, Connection, StartError};
+use crate::store::Store;
+use parse::{TagError, Upload};
 
 /// The environment variables this function reads (no data key: the files are plain CSV).
 pub const VARIABLES: &[&str] = &[DB_CONNECTION_STRING, ENCRYPTED_DATABASE_PASSWORD];
 
-use aws_lambda_events::event::s3::S3Event;
+/// Reports are small; a larger object is refused rather than read.
+pub const MAX_FILE: u64 = 64 * 1024 * 1024;
 
-use crate::start::StartError;
+/// The outcome of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadReport {
+    pub session_id: i64,
+    pub passed: bool,
+    /// Fraud rows stored (0 unless passed).
+    pub rows: usize,
+    /// Failing rows recorded (0 if passed).
+    pub failed_rows: usize,
+    pub failures: usize,
+}
 
-pub struct Function {}
+/// Checks every row of `bytes` and stores them in `idp_data` (see the module docs).
+pub async fn upload(
+    store: &mut Store,
+    source_file_name: &str,
+    bytes: &[u8],
+    upload: &Upload,
+) -> Result<UploadReport, tokio_postgres::Error> {
+    let parsed = parse::parse(bytes, upload);
+    let now = chrono::Utc::now().naive_utc();
+    let session = idp_store::create_session(
+        store.client(),
+        source_file_name,
+        &upload.idp,
+        &upload.username,
+        now,
+    )
+    .await?;
+    let mut failed_rows: Vec<u64> = parsed.failures.iter().map(|f| f.row).collect();
+    failed_rows.dedup();
+    if parsed.failures.is_empty() {
+        idp_store::store_rows(store.client_mut(), session, &upload.idp, &parsed.rows).await?;
+    } else {
+        for failure in &parsed.failures {
+            warn!(
+                session,
+                row = failure.row,
+                field = failure.field,
+                error = failure.message,
+                "row failed validation"
+            );
+        }
+        idp_store::record_failures(store.client(), session, &parsed.failures).await?;
+    }
+    Ok(UploadReport {
+        session_id: session,
+        passed: parsed.failures.is_empty(),
+        rows: if parsed.failures.is_empty() {
+            parsed.rows.len()
+        } else {
+            0
+        },
+        failed_rows: failed_rows.len(),
+        failures: parsed.failures.len(),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("s3://{bucket}/{key}: {error}; the object is left in place")]
+    Tags {
+        bucket: String,
+        key: String,
+        error: TagError,
+    },
+    #[error("{0}")]
+    S3(#[from] S3Error),
+    #[error("s3://{bucket}/{key}: the database failed: {problem}; the object is left in place")]
+    Database {
+        bucket: String,
+        key: String,
+        problem: String,
+    },
+}
+
+/// The function: S3 `ObjectCreated` notifications in, one upload per object.
+pub struct Function {
+    connection: Connection,
+    s3: S3,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Uploaded {
+    pub bucket: String,
+    pub key: String,
+    pub moved_to: String,
+    #[serde(flatten)]
+    pub report: UploadReport,
+}
 
 impl Function {
     pub async fn from_env() -> Result<Self, StartError> {
-        todo!()
+        let aws = Aws::default();
+        let database = start::open_database(DatabaseConfig::from_env()?, &aws).await?;
+        let s3 = S3::new(aws.config().await?);
+        Ok(Self {
+            connection: Connection::open(database).await?,
+            s3,
+        })
     }
 
-    pub async fn handle(&self, _event: S3Event) -> Result<serde_json::Value, StartError> {
-        todo!()
+    pub async fn handle(&self, event: S3Event) -> Result<Vec<Uploaded>, UploadError> {
+        let mut done = Vec::new();
+        for record in event.records {
+            let bucket = record.s3.bucket.name.unwrap_or_default();
+            let key = s3::notification_key(record.s3.object.key.as_deref().unwrap_or_default());
+            let outcome = self.upload_object(bucket, key).await;
+            if let Err(e) = &outcome {
+                error!(error = %e, "upload failed");
+            }
+            done.push(outcome?);
+        }
+        Ok(done)
+    }
+
+    async fn upload_object(&self, bucket: String, key: String) -> Result<Uploaded, UploadError> {
+        let tags = self.s3.tags(&bucket, &key).await?;
+        let settings = Upload::from_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|error| UploadError::Tags {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                error,
+            })?;
+        let bytes = self.s3.bytes(&bucket, &key, MAX_FILE).await?;
+        let database_failed = |problem: String| UploadError::Database {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            problem,
+        };
+        let mut store = self
+            .connection
+            .get()
+            .await
+            .map_err(|e| database_failed(e.to_string()))?;
+        let report = upload(&mut store, &key, &bytes, &settings)
+            .await
+            .map_err(|e| database_failed(crate::database::describe(&e)))?;
+        drop(store);
+        let folder = if report.passed { "success" } else { "error" };
+        let moved_to = format!("{folder}/{}", s3::base_name(&key));
+        self.s3.rename(&bucket, &key, &moved_to).await?;
+        info!(
+            bucket,
+            key,
+            session = report.session_id,
+            passed = report.passed,
+            rows = report.rows,
+            failed_rows = report.failed_rows,
+            moved_to,
+            "upload processed"
+        );
+        Ok(Uploaded {
+            bucket,
+            key,
+            moved_to,
+            report,
+        })
     }
 }
