@@ -1,13 +1,15 @@
 //! event-recorder: the operator's and developer's command-line tool.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use clap::{Parser, Subcommand};
+use event_recorder::Store;
 use event_recorder::config::{Config, DatabaseConfig};
 use event_recorder::functions::sqs::App;
+use event_recorder::functions::{fraud_csv, s3_import};
 use event_recorder::start::{self, Aws};
 use event_recorder::{DataKey, schema};
 use serde_json::{Value, json};
@@ -44,6 +46,29 @@ enum Command {
         /// The SQS event JSON.
         file: PathBuf,
     },
+    /// Import a JSON-lines file of events (`{"document": <event>}` per line)
+    /// as the s3-import function does. Rejected lines go to FILE.rejects.jsonl.
+    Import { file: PathBuf },
+    /// Upload an IdP fraud-report CSV file as the idp-fraud-upload function
+    /// does, with the options its S3 tags would carry. The file is not moved.
+    IdpFraudUpload {
+        file: PathBuf,
+        /// The IdP's entity id (tag `idp`).
+        #[arg(long)]
+        idp: String,
+        /// Who uploaded it (tag `username`).
+        #[arg(long)]
+        username: String,
+        /// IANA time zone of times without an offset (tag `timezone`).
+        #[arg(long, default_value = "Europe/London")]
+        timezone: String,
+        /// excel, excel-tab or unix (tag `dialect`).
+        #[arg(long, default_value = "excel")]
+        dialect: String,
+        /// The first row is data, not a header.
+        #[arg(long)]
+        no_header: bool,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -57,6 +82,25 @@ async fn main() -> ExitCode {
             file,
         } => encrypt(&key, sqs_event, file),
         Command::Invoke { file } => invoke(&file).await,
+        Command::Import { file } => import(&file).await,
+        Command::IdpFraudUpload {
+            file,
+            idp,
+            username,
+            timezone,
+            dialect,
+            no_header,
+        } => {
+            let header = if no_header { "false" } else { "true" };
+            let tags = [
+                ("idp", idp.as_str()),
+                ("username", username.as_str()),
+                ("timezone", timezone.as_str()),
+                ("dialect", dialect.as_str()),
+                ("has_header", header),
+            ];
+            fraud_upload(&file, tags).await
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,6 +112,44 @@ async fn main() -> ExitCode {
 }
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// A connection as the functions make it, from the same variables.
+async fn store() -> Result<Store> {
+    let database = start::open_database(DatabaseConfig::from_env()?, &Aws::default()).await?;
+    Ok(database.store().await?)
+}
+
+async fn import(file: &Path) -> Result {
+    let mut store = store().await?;
+    let reader = tokio::io::BufReader::new(tokio::fs::File::open(file).await?);
+    let mut rejects = s3_import::Rejects::new()?;
+    let report = s3_import::import(&mut store, reader, &mut rejects).await?;
+    if rejects.count() > 0 {
+        let mut target = file.as_os_str().to_owned();
+        target.push(".rejects.jsonl");
+        std::fs::copy(rejects.path()?, &target)?;
+        eprintln!("rejected lines: {}", PathBuf::from(target).display());
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn fraud_upload(file: &Path, tags: [(&str, &str); 5]) -> Result {
+    let upload = fraud_csv::parse::Upload::from_tags(tags)?;
+    let bytes = std::fs::read(file)?;
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let mut store = store().await?;
+    let report = fraud_csv::upload(&mut store, &name, &bytes, &upload).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !report.passed {
+        return Err(format!(
+            "{} of the file's rows failed validation (see idp_data.upload_session_validation_failures, session {}); nothing was stored",
+            report.failed_rows, report.session_id
+        )
+        .into());
+    }
+    Ok(())
+}
 
 async fn migrate() -> Result {
     let database = start::open_database(DatabaseConfig::from_env()?, &Aws::default()).await?;

@@ -31,8 +31,10 @@ use crate::store::Store;
 /// The environment variables this function reads (no data key: the files are plain JSON).
 pub const VARIABLES: &[&str] = &[DB_CONNECTION_STRING, ENCRYPTED_DATABASE_PASSWORD];
 
-/// Lines per transaction.
+/// Lines per transaction, and the most line bytes one may hold: memory
+/// stays bounded by this, whatever the file's size and its lines' length.
 const BATCH: usize = 1_000;
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// A longer line is rejected without being held in memory.
 pub const MAX_LINE: usize = 8 * 1024 * 1024;
 /// How much of an overlong line the rejects object keeps.
@@ -126,6 +128,7 @@ pub async fn import(
 ) -> Result<ImportReport, ImportError> {
     let mut report = ImportReport::default();
     let mut batch: Vec<(u64, Vec<u8>, Record)> = Vec::with_capacity(BATCH);
+    let mut batch_bytes = 0;
     let mut buffer = Vec::new();
     loop {
         let line = report.lines + 1;
@@ -146,7 +149,10 @@ pub async fn import(
             false => Err(LineError::TooLong),
         };
         match parsed {
-            Ok(record) => batch.push((line, std::mem::take(&mut buffer), record)),
+            Ok(record) => {
+                batch_bytes += buffer.len();
+                batch.push((line, std::mem::take(&mut buffer), record));
+            }
             Err(e) => {
                 let kept = &buffer[..buffer.len().min(if complete {
                     usize::MAX
@@ -157,8 +163,9 @@ pub async fn import(
                 report.rejected += 1;
             }
         }
-        if batch.len() == BATCH {
+        if batch.len() == BATCH || batch_bytes >= BATCH_BYTES {
             flush(store, &mut batch, rejects, &mut report).await?;
+            batch_bytes = 0;
         }
     }
     flush(store, &mut batch, rejects, &mut report).await?;

@@ -6,6 +6,7 @@ mod support;
 mod batch;
 mod cli;
 mod lambda;
+mod s3_import;
 mod schema;
 mod secrets;
 mod tls;

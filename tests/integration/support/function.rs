@@ -81,7 +81,6 @@ impl Function {
         None
     }
 
-    #[allow(dead_code)] // used by benches/lambda.rs
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -8,6 +8,7 @@ pub mod local;
 pub mod moto;
 pub mod proxy;
 pub mod runtime_api;
+pub mod s3;
 pub mod server;
 
 use event_recorder::{Store, schema};
