@@ -77,7 +77,20 @@ async fn mixed_batch_then_replay() {
 async fn invalid_configuration_is_an_init_error() {
     let db = TestDb::new().await;
     let good = db.connection_string();
-    let cases: [(&str, Vec<(&str, String)>); 4] = [
+    let cases: [(&str, Vec<(&str, String)>); 6] = [
+        (
+            "_HANDLER",
+            vec![
+                ("_HANDLER", "main.handler".into()),
+                ("DB_CONNECTION_STRING", good.clone()),
+                ("LOCAL_DATA_KEY", KEY_B64.into()),
+            ],
+        ),
+        // The S3 functions check their own configuration (no data key).
+        (
+            "DB_CONNECTION_STRING",
+            vec![("_HANDLER", "s3-import".into())],
+        ),
         (
             "DB_CONNECTION_STRING",
             vec![("LOCAL_DATA_KEY", KEY_B64.into())],

@@ -5,6 +5,7 @@ mod support;
 
 mod batch;
 mod cli;
+mod fraud_csv;
 mod lambda;
 mod s3_import;
 mod schema;
