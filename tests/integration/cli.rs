@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::support::TestDb;
 use crate::support::events::{KEY_B64, audit_event, billing_event};
 
-fn run(args: &[&str], env: &[(&str, &str)], stdin_file: Option<&std::path::Path>) -> Output {
+pub fn run(args: &[&str], env: &[(&str, &str)], stdin_file: Option<&std::path::Path>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_event-recorder"));
     cmd.args(args).env_clear().envs(env.iter().copied());
     if let Some(path) = stdin_file {
@@ -16,7 +16,7 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin_file: Option<&std::path::Path>
     cmd.output().unwrap()
 }
 
-fn stdout(out: &Output) -> String {
+pub fn stdout(out: &Output) -> String {
     assert!(
         out.status.success(),
         "failed: {}",
@@ -27,7 +27,7 @@ fn stdout(out: &Output) -> String {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["migrate", "encrypt", "invoke"] {
+    for sub in ["migrate", "encrypt", "invoke", "import", "idp-fraud-upload"] {
         let text = stdout(&run(&[sub, "--help"], &[], None));
         assert!(text.contains("Usage: event-recorder"), "{sub}: {text}");
     }
@@ -105,4 +105,55 @@ async fn encrypt_then_invoke_stores_the_events() {
     );
     assert_eq!(db.count("audit.audit_events").await, 2);
     assert_eq!(db.count("billing.billing_events").await, 1);
+}
+
+#[tokio::test]
+async fn import_and_fraud_upload_run_on_local_files() {
+    let db = TestDb::new().await;
+    let conn = db.connection_string();
+    let env = [("DB_CONNECTION_STRING", conn.as_str())];
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("events.jsonl");
+    std::fs::write(
+        &lines,
+        format!(
+            "{}\n{{\"nope\": 1}}\n",
+            serde_json::json!({ "document": audit_event("cli-1") })
+        ),
+    )
+    .unwrap();
+    let report: Value = serde_json::from_str(&stdout(&run(
+        &["import", lines.to_str().unwrap()],
+        &env,
+        None,
+    )))
+    .unwrap();
+    assert_eq!(
+        (report["stored"].as_u64(), report["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let rejects = std::fs::read_to_string(dir.path().join("events.jsonl.rejects.jsonl")).unwrap();
+    assert!(rejects.contains("\"line\":2"), "{rejects}");
+
+    let csv = dir.path().join("report.csv");
+    std::fs::write(&csv, "2019-08-01 10:00\tev1\tF\tA01\t1\treq\tip\tpid\n").unwrap();
+    let args = [
+        "idp-fraud-upload",
+        csv.to_str().unwrap(),
+        "--idp",
+        "https://idp.example",
+        "--username",
+        "erin",
+        "--dialect",
+        "excel-tab",
+        "--no-header",
+    ];
+    let report: Value = serde_json::from_str(&stdout(&run(&args, &env, None))).unwrap();
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(db.count("idp_data.idp_fraud_events").await, 1);
+
+    std::fs::write(&csv, "not a date\tev1\tF\tA01\t1\treq\tip\tpid\n").unwrap();
+    let out = run(&args, &env, None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed validation"));
 }

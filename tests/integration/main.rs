@@ -7,6 +7,7 @@ mod batch;
 mod cli;
 mod fraud_csv;
 mod lambda;
+mod original_db;
 mod s3_import;
 mod schema;
 mod secrets;
