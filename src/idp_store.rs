@@ -38,6 +38,43 @@ pub async fn create_session(
     Ok(row.get(0))
 }
 
+/// How far a session got: `None` if it does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionState {
+    pub passed: bool,
+    pub rows: i64,
+    pub failures: i64,
+    pub failed_rows: i64,
+}
+
+impl SessionState {
+    /// Rows stored or failures recorded: nothing more to write.
+    pub fn is_done(&self) -> bool {
+        self.passed || self.failures > 0
+    }
+}
+
+pub async fn session_state(client: &Client, session: i64) -> Result<Option<SessionState>, Error> {
+    let row = client
+        .query_typed_opt(
+            "SELECT s.passed_validation,
+                    (SELECT count(*) FROM idp_data.idp_fraud_events e WHERE e.upload_session_id = s.id),
+                    (SELECT count(*) FROM idp_data.upload_session_validation_failures f
+                     WHERE f.upload_session_id = s.id),
+                    (SELECT count(DISTINCT f.\"row\") FROM idp_data.upload_session_validation_failures f
+                     WHERE f.upload_session_id = s.id)
+             FROM idp_data.upload_sessions s WHERE s.id = $1",
+            &[(&session, Type::INT8)],
+        )
+        .await?;
+    Ok(row.map(|r| SessionState {
+        passed: r.get(0),
+        rows: r.get(1),
+        failures: r.get(2),
+        failed_rows: r.get(3),
+    }))
+}
+
 /// Every failing row of a session, in one statement.
 pub async fn record_failures(
     client: &Client,

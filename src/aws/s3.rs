@@ -97,6 +97,33 @@ impl S3 {
             .collect())
     }
 
+    /// Replaces the object's tag set.
+    pub async fn put_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), S3Error> {
+        let set = tags
+            .iter()
+            .map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| error("PutObjectTagging", bucket, key, e))?;
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .set_tag_set(Some(set))
+            .build()
+            .map_err(|e| error("PutObjectTagging", bucket, key, e))?;
+        self.client
+            .put_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| error("PutObjectTagging", bucket, key, DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
     pub async fn put_file(&self, bucket: &str, key: &str, path: &Path) -> Result<(), S3Error> {
         let body = ByteStream::from_path(path)
             .await

@@ -122,12 +122,33 @@ async fn a_good_file_is_stored_and_moved_to_success_with_its_tags() {
     );
     let moved = "success/août ✓.csv";
     assert_eq!(bucket.keys().await, [moved]);
+    let session = sessions[0].0.to_string();
     let mut want: Vec<(String, String)> = tags
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain([("event-recorder-session".to_string(), session)])
         .collect();
     want.sort();
-    assert_eq!(bucket.tags(moved).await, want, "tags kept");
+    let kept = bucket.tags(moved).await;
+    assert_eq!(kept, want, "tags kept, and the session named");
+
+    // The rows are stored but suppose the move had failed: the retry finds
+    // the object where it was, tagged with its finished session, and only
+    // moves it.
+    let kept: Vec<(&str, &str)> = kept.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    bucket
+        .put(key, bucket.get(moved).await.unwrap(), &kept)
+        .await;
+    let body = response(api.invoke(&bucket.created(key)).await);
+    assert_eq!(body[0]["passed"], true, "{body}");
+    assert_eq!(body[0]["rows"], 3, "{body}");
+    assert_eq!(
+        db.count("idp_data.idp_fraud_events").await,
+        3,
+        "nothing written twice"
+    );
+    assert_eq!(db.count("idp_data.upload_sessions").await, 1);
+    assert_eq!(bucket.keys().await, [moved]);
     let logs = function.output();
     assert!(
         !logs.contains("pid1") && !logs.contains("10.0.0.1"),

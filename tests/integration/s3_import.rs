@@ -77,7 +77,11 @@ async fn good_duplicate_and_bad_lines_then_the_file_is_deleted() {
     assert_eq!(db.row_counts().await, [3, 1, 1]);
 
     let rejects_key = format!("error/{key}.rejects.jsonl");
-    assert_eq!(bucket.keys().await, [rejects_key.as_str()], "source deleted");
+    assert_eq!(
+        bucket.keys().await,
+        [rejects_key.as_str()],
+        "source deleted"
+    );
     let rejects: Vec<Value> = String::from_utf8(bucket.get(&rejects_key).await.unwrap())
         .unwrap()
         .lines()

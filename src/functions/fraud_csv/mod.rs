@@ -8,7 +8,11 @@
 //!   that also marks the session passed;
 //! - the object then moves to `success/<base name>` or `error/<base name>`;
 //!   tags it cannot use (a missing `idp`, say) fail the invocation and leave
-//!   the object where it is, with no session.
+//!   the object where it is, with no session;
+//! - a retry never writes a file twice: the session's id is put on the
+//!   object as the tag `event-recorder-session` before any row is written,
+//!   so a retry (after a failed move, say) resumes that session, and only
+//!   moves the object if the session is complete.
 
 pub mod parse;
 
@@ -41,23 +45,45 @@ pub struct UploadReport {
     pub failures: usize,
 }
 
-/// Checks every row of `bytes` and stores them in `idp_data` (see the module docs).
+/// The tag that ties an object to its upload session.
+pub const SESSION_TAG: &str = "event-recorder-session";
+
+/// A new session for `bytes`, then [`process`].
 pub async fn upload(
     store: &mut Store,
     source_file_name: &str,
     bytes: &[u8],
     upload: &Upload,
 ) -> Result<UploadReport, tokio_postgres::Error> {
-    let parsed = parse::parse(bytes, upload);
+    let session = new_session(store, source_file_name, upload).await?;
+    process(store, session, bytes, upload).await
+}
+
+async fn new_session(
+    store: &Store,
+    source_file_name: &str,
+    upload: &Upload,
+) -> Result<i64, tokio_postgres::Error> {
     let now = chrono::Utc::now().naive_utc();
-    let session = idp_store::create_session(
+    idp_store::create_session(
         store.client(),
         source_file_name,
         &upload.idp,
         &upload.username,
         now,
     )
-    .await?;
+    .await
+}
+
+/// Checks every row of `bytes` and stores them in `idp_data` under
+/// `session` (see the module docs).
+pub async fn process(
+    store: &mut Store,
+    session: i64,
+    bytes: &[u8],
+    upload: &Upload,
+) -> Result<UploadReport, tokio_postgres::Error> {
+    let parsed = parse::parse(bytes, upload);
     let mut failed_rows: Vec<u64> = parsed.failures.iter().map(|f| f.row).collect();
     failed_rows.dedup();
     if parsed.failures.is_empty() {
@@ -85,6 +111,23 @@ pub async fn upload(
         failed_rows: failed_rows.len(),
         failures: parsed.failures.len(),
     })
+}
+
+enum Resume {
+    Database(tokio_postgres::Error),
+    S3(S3Error),
+}
+
+impl From<tokio_postgres::Error> for Resume {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+impl From<S3Error> for Resume {
+    fn from(e: S3Error) -> Self {
+        Self::S3(e)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +188,51 @@ impl Function {
         Ok(done)
     }
 
+    /// The session the object's tag names, if it exists: finished (then only
+    /// the move is left) or not (then it is processed again); otherwise a new
+    /// session, tagged on the object before any row is written.
+    async fn resume_or_process(
+        &self,
+        store: &mut Store,
+        bucket: &str,
+        key: &str,
+        mut tags: Vec<(String, String)>,
+        bytes: &[u8],
+        settings: &Upload,
+    ) -> Result<UploadReport, Resume> {
+        let tagged = tags
+            .iter()
+            .find(|(k, _)| k == SESSION_TAG)
+            .and_then(|(_, v)| v.parse::<i64>().ok());
+        if let Some(session) = tagged {
+            match idp_store::session_state(store.client(), session).await? {
+                Some(state) if state.is_done() => {
+                    info!(session, "upload already processed; moving the object");
+                    return Ok(UploadReport {
+                        session_id: session,
+                        passed: state.passed,
+                        rows: state.rows as usize,
+                        failed_rows: state.failed_rows as usize,
+                        failures: state.failures as usize,
+                    });
+                }
+                Some(_) => {
+                    info!(session, "resuming the upload's session");
+                    return Ok(process(store, session, bytes, settings).await?);
+                }
+                None => warn!(
+                    session,
+                    "the object names an unknown session; starting a new one"
+                ),
+            }
+        }
+        let session = new_session(store, key, settings).await?;
+        tags.retain(|(k, _)| k != SESSION_TAG);
+        tags.push((SESSION_TAG.to_owned(), session.to_string()));
+        self.s3.put_tags(bucket, key, &tags).await?;
+        Ok(process(store, session, bytes, settings).await?)
+    }
+
     async fn upload_object(&self, bucket: String, key: String) -> Result<Uploaded, UploadError> {
         let tags = self.s3.tags(&bucket, &key).await?;
         let settings = Upload::from_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -164,9 +252,13 @@ impl Function {
             .get()
             .await
             .map_err(|e| database_failed(e.to_string()))?;
-        let report = upload(&mut store, &key, &bytes, &settings)
+        let report = self
+            .resume_or_process(&mut store, &bucket, &key, tags, &bytes, &settings)
             .await
-            .map_err(|e| database_failed(crate::database::describe(&e)))?;
+            .map_err(|e| match e {
+                Resume::Database(e) => database_failed(crate::database::describe(&e)),
+                Resume::S3(e) => UploadError::S3(e),
+            })?;
         drop(store);
         let folder = if report.passed { "success" } else { "error" };
         let moved_to = format!("{folder}/{}", s3::base_name(&key));
