@@ -7,8 +7,8 @@
 //! - one message is one unit: its audit row and its billing or fraud row are
 //!   written in the same transaction;
 //! - a bad message never affects the others: every message is validated before
-//!   the database is touched, and if the batch write fails, each message is
-//!   retried alone so only the guilty one fails.
+//!   the database is touched, and if the batch write fails, it is split in
+//!   halves until only the guilty messages fail.
 
 use tracing::{error, info, warn};
 
@@ -44,6 +44,8 @@ pub struct BatchReport {
     pub failed: Vec<String>,
     pub stored: usize,
     pub duplicates: usize,
+    /// Database transactions the batch took (1 when nothing is refused).
+    pub transactions: usize,
 }
 
 pub struct Recorder {
@@ -85,7 +87,9 @@ impl Recorder {
             }
         }
         let records: Vec<&Record> = valid.iter().map(|(_, r)| r).collect();
-        for ((message, record), written) in valid.iter().zip(write(store, &records).await) {
+        let writes = write(store, &records).await;
+        report.transactions = writes.transactions;
+        for ((message, record), written) in valid.iter().zip(writes.results) {
             match written {
                 Written::Stored => succeed(&mut report, *message, record, true),
                 Written::Duplicate => succeed(&mut report, *message, record, false),
@@ -122,54 +126,75 @@ fn blames_the_row(e: &tokio_postgres::Error) -> bool {
         .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23" | "54" | "P0"))
 }
 
-/// Stores validated records, one transaction for all of them; if that
-/// fails on a live connection, each record alone, so only the guilty fail.
-/// If the connection is gone, every record fails and nothing is written.
-/// Answers for each record, in input order.
-pub async fn write(store: &mut Store, records: &[&Record]) -> Vec<Written> {
-    if records.is_empty() {
-        return Vec::new();
-    }
-    let batch_error = match store.insert(records).await {
-        Ok(mut inserted) => {
-            return records
-                .iter()
-                .map(|r| match inserted.claim(r) {
-                    true => Written::Stored,
-                    false => Written::Duplicate,
-                })
-                .collect();
+/// The answer for each record of a [`write`], in input order, and the
+/// number of transactions it took.
+#[derive(Debug)]
+pub struct Writes {
+    pub results: Vec<Written>,
+    pub transactions: usize,
+}
+
+/// Stores validated records, one transaction for all of them. If that fails
+/// on a live connection, the batch is split in halves and each half tried
+/// again, down to single records, so only the guilty fail and k bad records
+/// among n cost about 2·k·log2(n) transactions, not n. If the connection is
+/// gone, every record not yet stored fails and nothing more is written.
+pub async fn write(store: &mut Store, records: &[&Record]) -> Writes {
+    let mut results: Vec<Option<Written>> = records.iter().map(|_| None).collect();
+    let mut transactions = 0;
+    // Ranges still to write, the next on top.
+    let mut pending = vec![0..records.len()];
+    while let Some(range) = pending.pop() {
+        if range.is_empty() {
+            continue;
         }
-        Err(e) => crate::database::describe(&e),
-    };
-    if store.is_closed() {
-        return records
-            .iter()
-            .map(|_| Written::Failed(MessageError::Store(batch_error.clone())))
-            .collect();
-    }
-    warn!(
-        error = batch_error,
-        count = records.len(),
-        "batch write failed; writing records one by one"
-    );
-    let mut results = Vec::with_capacity(records.len());
-    for record in records {
-        results.push(match store.insert(&[record]).await {
-            Ok(mut inserted) => match inserted.claim(record) {
-                true => Written::Stored,
-                false => Written::Duplicate,
-            },
-            Err(e) => {
-                let error = MessageError::Store(crate::database::describe(&e));
-                match blames_the_row(&e) && !store.is_closed() {
-                    true => Written::Refused(error),
-                    false => Written::Failed(error),
+        let part = &records[range.clone()];
+        transactions += 1;
+        let error = match store.insert(part).await {
+            Ok(mut inserted) => {
+                for (slot, record) in results[range].iter_mut().zip(part) {
+                    *slot = Some(match inserted.claim(record) {
+                        true => Written::Stored,
+                        false => Written::Duplicate,
+                    });
                 }
+                continue;
             }
-        });
+            Err(e) => e,
+        };
+        let described = crate::database::describe(&error);
+        if store.is_closed() {
+            for slot in results.iter_mut().filter(|s| s.is_none()) {
+                *slot = Some(Written::Failed(MessageError::Store(described.clone())));
+            }
+            break;
+        }
+        if part.len() == 1 {
+            let failed = MessageError::Store(described);
+            results[range.start] = Some(match blames_the_row(&error) {
+                true => Written::Refused(failed),
+                false => Written::Failed(failed),
+            });
+            continue;
+        }
+        if range.len() == records.len() {
+            warn!(
+                error = described,
+                count = records.len(),
+                "batch write failed; splitting it to find the records the database refuses"
+            );
+        }
+        let middle = range.start + range.len() / 2;
+        pending.push(middle..range.end);
+        pending.push(range.start..middle);
     }
-    results
+    Writes {
+        results: results
+            .into_iter()
+            .map(|r| r.expect("every record is answered"))
+            .collect(),
+        transactions,
+    }
 }
 
 fn succeed(report: &mut BatchReport, message: Message, record: &Record, fresh: bool) {

@@ -192,7 +192,7 @@ async fn flush(
 ) -> Result<(), ImportError> {
     let records: Vec<&Record> = batch.iter().map(|(_, _, r)| r).collect();
     let written = write(store, &records).await;
-    for ((line, text, record), outcome) in batch.iter().zip(written) {
+    for ((line, text, record), outcome) in batch.iter().zip(written.results) {
         let event_id = record.event.event_id.as_str();
         match outcome {
             Written::Stored => report.stored += 1,

@@ -10,17 +10,38 @@ fn recorder() -> Recorder {
     Recorder::new(key())
 }
 
+/// A report to compare with; transactions are checked where they matter.
 fn report(failed: &[&str], stored: usize, duplicates: usize) -> BatchReport {
     BatchReport {
         failed: failed.iter().map(|s| s.to_string()).collect(),
         stored,
         duplicates,
+        transactions: 0,
     }
 }
 
 async fn record(db: &TestDb, batch: &Batch) -> BatchReport {
     let mut store = db.store().await;
-    recorder().record_batch(&mut store, &batch.messages()).await
+    let mut r = recorder().record_batch(&mut store, &batch.messages()).await;
+    r.transactions = 0;
+    r
+}
+
+/// A trigger that refuses (RAISE) billing rows whose event id is `poison…`.
+async fn refuse_poison(db: &TestDb) {
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.event_id LIKE 'poison%' THEN RAISE EXCEPTION 'refused'; END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse BEFORE INSERT ON billing.billing_events
+                 FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -275,19 +296,7 @@ async fn mixed_batch_reports_exactly_the_bad_ids_and_replays_cleanly() {
 async fn a_message_the_database_refuses_fails_alone() {
     let db = TestDb::new().await;
     // A real database-side refusal, not a mock: a trigger rejecting one event.
-    db.client()
-        .await
-        .batch_execute(
-            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-                 IF NEW.event_id = 'poison' THEN RAISE EXCEPTION 'refused'; END IF;
-                 RETURN NEW;
-             END $$;
-             CREATE TRIGGER refuse BEFORE INSERT ON billing.billing_events
-                 FOR EACH ROW EXECUTE FUNCTION refuse();",
-        )
-        .await
-        .unwrap();
+    refuse_poison(&db).await;
     let batch = Batch::default()
         .event("m1", &audit_event("a1"))
         .event("m2", &billing_event("poison"))
@@ -318,7 +327,11 @@ async fn database_unreachable_fails_the_whole_batch_and_writes_nothing() {
         .event("m2", &billing_event("b1"))
         .raw("m3", "bad");
     let r = recorder().record_batch(&mut store, &batch.messages()).await;
-    assert_eq!(r, report(&["m1", "m2", "m3"], 0, 0));
+    assert_eq!(r.transactions, 1, "no retry on a dead connection");
+    assert_eq!(
+        (r.failed, r.stored, r.duplicates),
+        (report(&["m1", "m2", "m3"], 0, 0).failed, 0, 0)
+    );
     assert!(store.is_closed());
     assert_eq!(db.row_counts().await, [0, 0, 0]);
 }
@@ -337,4 +350,37 @@ async fn large_batch_is_stored_whole() {
     }
     assert_eq!(record(&db, &batch).await, report(&[], 2_000, 0));
     assert_eq!(db.row_counts().await, [2_000, 300, 100]);
+}
+
+#[tokio::test]
+async fn refused_messages_are_isolated_in_few_transactions() {
+    let db = TestDb::new().await;
+    refuse_poison(&db).await;
+    let n = 10_000;
+    for poisoned in [vec![4_321], vec![17, 5_000, 9_998]] {
+        let mut batch = Batch::default();
+        for i in 0..n {
+            let id = format!("e{i}-{}", poisoned.len());
+            let event = match poisoned.contains(&i) {
+                true => billing_event(&format!("poison-{id}")),
+                false => audit_event(&id),
+            };
+            batch.0.push((format!("m{i}"), encrypt(&event)));
+        }
+        let mut store = db.store().await;
+        let r = recorder().record_batch(&mut store, &batch.messages()).await;
+        let want: Vec<String> = poisoned.iter().map(|i| format!("m{i}")).collect();
+        assert_eq!(r.failed, want);
+        assert_eq!(r.stored, n - poisoned.len());
+        // Halving: about 2·log2(n) per refused message, against n + 1 one by one.
+        let bound = 1 + poisoned.len() * 2 * (n as f64).log2().ceil() as usize;
+        println!(
+            "{} refused among {n}: {} transactions (one by one: {})",
+            poisoned.len(),
+            r.transactions,
+            n + 1
+        );
+        assert!(r.transactions <= bound, "{} > {bound}", r.transactions);
+    }
+    assert_eq!(db.count("audit.audit_events").await, 2 * 10_000 - 4);
 }
