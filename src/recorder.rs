@@ -143,7 +143,8 @@ pub async fn write(store: &mut Store, records: &[&Record]) -> Writes {
     let mut results: Vec<Option<Written>> = records.iter().map(|_| None).collect();
     let mut transactions = 0;
     // Ranges still to write, the next on top.
-    let mut pending: Vec<std::ops::Range<usize>> = Vec::from([0..records.len()]);
+    let mut pending = Vec::with_capacity(64);
+    pending.push(0..records.len());
     while let Some(range) = pending.pop() {
         if range.is_empty() {
             continue;
