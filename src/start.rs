@@ -118,31 +118,52 @@ impl Connection {
 
     /// The live connection, reconnecting first if there is none or it closed.
     pub async fn get(&self) -> Result<StoreGuard<'_>, ConnectError> {
-        let mut slot = self.slot.lock().await;
-        if slot.as_ref().is_none_or(Store::is_closed) {
-            *slot = None;
-            let store = self.database.store().await.inspect_err(|e| {
-                error!(error = %e, "cannot connect to the database");
-            })?;
-            info!("connected to the database");
-            *slot = Some(store);
+        let mut guard = StoreGuard {
+            slot: self.slot.lock().await,
+            fresh: false,
+        };
+        if guard.slot.as_ref().is_none_or(Store::is_closed) {
+            self.reconnect(&mut guard).await?;
         }
-        Ok(StoreGuard(slot))
+        Ok(guard)
+    }
+
+    /// Replaces the guarded connection with a new one.
+    pub async fn reconnect(&self, guard: &mut StoreGuard<'_>) -> Result<(), ConnectError> {
+        *guard.slot = None;
+        let store = self.database.store().await.inspect_err(|e| {
+            error!(error = %e, "cannot connect to the database");
+        })?;
+        info!("connected to the database");
+        *guard.slot = Some(store);
+        guard.fresh = true;
+        Ok(())
     }
 }
 
 /// Exclusive use of the instance's connection for one invocation.
-pub struct StoreGuard<'a>(MutexGuard<'a, Option<Store>>);
+pub struct StoreGuard<'a> {
+    slot: MutexGuard<'a, Option<Store>>,
+    fresh: bool,
+}
+
+impl StoreGuard<'_> {
+    /// True if the connection was made in this invocation: a failure on it
+    /// is not a stale connection left from an earlier one.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+}
 
 impl std::ops::Deref for StoreGuard<'_> {
     type Target = Store;
     fn deref(&self) -> &Store {
-        self.0.as_ref().expect("a guard holds a connection")
+        self.slot.as_ref().expect("a guard holds a connection")
     }
 }
 
 impl std::ops::DerefMut for StoreGuard<'_> {
     fn deref_mut(&mut self) -> &mut Store {
-        self.0.as_mut().expect("a guard holds a connection")
+        self.slot.as_mut().expect("a guard holds a connection")
     }
 }

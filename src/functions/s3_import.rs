@@ -313,15 +313,31 @@ impl Function {
             error!(bucket, key, error = %e, "import failed; the object is kept");
             FunctionError::Unreachable(e.to_string())
         })?;
-        let reader = self
-            .s3
-            .reader(&bucket, &key)
-            .await
-            .map_err(|e| failed(e.into()))?;
-        let mut rejects = Rejects::new().map_err(|e| failed(ImportError::Rejects(e)))?;
-        let report = import(&mut store, reader, &mut rejects)
-            .await
-            .map_err(failed)?;
+        // A connection kept from an earlier invocation may be dead (see the
+        // SQS function): then the file is read again on a new one, once.
+        let (report, mut rejects) = loop {
+            let reader = self
+                .s3
+                .reader(&bucket, &key)
+                .await
+                .map_err(|e| failed(e.into()))?;
+            let mut rejects = Rejects::new().map_err(|e| failed(ImportError::Rejects(e)))?;
+            match import(&mut store, reader, &mut rejects).await {
+                Ok(report) => break (report, rejects),
+                Err(ImportError::Database { .. }) if store.is_closed() && !store.is_fresh() => {
+                    warn!(
+                        bucket,
+                        key,
+                        "the kept connection was dead; reconnecting and reading the file again"
+                    );
+                    self.connection
+                        .reconnect(&mut store)
+                        .await
+                        .map_err(|e| FunctionError::Unreachable(e.to_string()))?;
+                }
+                Err(e) => return Err(failed(e)),
+            }
+        };
         drop(store);
         let rejects_key = match rejects.count() {
             0 => None,

@@ -3,7 +3,7 @@
 //! (the `ReportBatchItemFailures` contract).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::config::Config;
 use crate::recorder::{Message, Recorder};
@@ -49,10 +49,25 @@ impl App {
 
         let failed = match self.connection.get().await {
             Ok(mut store) => {
-                self.recorder
-                    .record_batch(&mut store, &messages)
-                    .await
-                    .failed
+                let report = self.recorder.record_batch(&mut store, &messages).await;
+                // A connection kept from an earlier invocation may have died
+                // while the instance was frozen (a NAT or proxy forgot the
+                // flow): that is no outage. Reconnect and try the batch once
+                // more; messages already stored come back as duplicates.
+                if store.is_closed() && !store.is_fresh() && !report.failed.is_empty() {
+                    warn!("the kept connection was dead; reconnecting and retrying the batch once");
+                    match self.connection.reconnect(&mut store).await {
+                        Ok(()) => {
+                            self.recorder
+                                .record_batch(&mut store, &messages)
+                                .await
+                                .failed
+                        }
+                        Err(_) => report.failed,
+                    }
+                } else {
+                    report.failed
+                }
             }
             Err(_) => {
                 error!(

@@ -256,3 +256,53 @@ async fn decrypted_events_are_printed_only_when_enabled() {
         "one JSON line per event"
     );
 }
+
+#[tokio::test]
+async fn a_connection_that_died_since_the_last_invocation_costs_nothing() {
+    let db = TestDb::new().await;
+    let port = db.config.get_ports()[0];
+    let proxy = Proxy::start(("127.0.0.1".into(), port)).await;
+    let via_proxy = db
+        .connection_string()
+        .replace(&format!("port={port}"), &format!("port={}", proxy.port()));
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(&api, &env(&via_proxy));
+    let batch = |round: &str| {
+        let mut batch = Batch::default();
+        for i in 0..30 {
+            batch = batch.event(
+                &format!("{round}-m{i}"),
+                &audit_event(&format!("{round}-{i}")),
+            );
+        }
+        batch
+    };
+    assert!(failures(api.invoke(&batch("warm").sqs_event()).await).is_empty());
+
+    // A NAT or proxy that forgot the flow while the instance was frozen.
+    proxy.forget_flows();
+    assert_eq!(
+        failures(api.invoke(&batch("reset").sqs_event()).await),
+        Vec::<String>::new()
+    );
+    assert!(
+        function.output().contains("kept connection was dead"),
+        "{}",
+        function.output()
+    );
+
+    // A backend killed between invocations (failover, idle timeout).
+    db.client()
+        .await
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        failures(api.invoke(&batch("killed").sqs_event()).await),
+        Vec::<String>::new()
+    );
+    assert_eq!(db.count("audit.audit_events").await, 90);
+}

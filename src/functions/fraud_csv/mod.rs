@@ -252,13 +252,30 @@ impl Function {
             .get()
             .await
             .map_err(|e| database_failed(e.to_string()))?;
-        let report = self
-            .resume_or_process(&mut store, &bucket, &key, tags, &bytes, &settings)
-            .await
-            .map_err(|e| match e {
-                Resume::Database(e) => database_failed(crate::database::describe(&e)),
-                Resume::S3(e) => UploadError::S3(e),
-            })?;
+        let mut attempt = self
+            .resume_or_process(&mut store, &bucket, &key, tags.clone(), &bytes, &settings)
+            .await;
+        // A connection kept from an earlier invocation may be dead (see the
+        // SQS function): then once more on a new one. The session tag makes
+        // the second attempt resume the first one's session.
+        if matches!(attempt, Err(Resume::Database(_))) && store.is_closed() && !store.is_fresh() {
+            warn!(
+                bucket,
+                key, "the kept connection was dead; reconnecting and trying again"
+            );
+            self.connection
+                .reconnect(&mut store)
+                .await
+                .map_err(|e| database_failed(e.to_string()))?;
+            let tags = self.s3.tags(&bucket, &key).await?;
+            attempt = self
+                .resume_or_process(&mut store, &bucket, &key, tags, &bytes, &settings)
+                .await;
+        }
+        let report = attempt.map_err(|e| match e {
+            Resume::Database(e) => database_failed(crate::database::describe(&e)),
+            Resume::S3(e) => UploadError::S3(e),
+        })?;
         drop(store);
         let folder = if report.passed { "success" } else { "error" };
         let moved_to = format!("{folder}/{}", s3::base_name(&key));
