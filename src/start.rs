@@ -2,6 +2,8 @@
 //! only when a secret needs it), the data key, and the database with its
 //! password source. Also the one connection an instance keeps.
 
+use std::time::Duration;
+
 use aws_config::SdkConfig;
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
 use tracing::{error, info, warn};
@@ -88,6 +90,9 @@ pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database
     Ok(Database::new(settings, password)?)
 }
 
+/// How long start-up waits for the database.
+pub const START_CONNECT: Duration = Duration::from_secs(4);
+
 /// The one connection an instance keeps across invocations, replaced when
 /// it breaks. A database that cannot be reached is not fatal at start: each
 /// invocation tries again.
@@ -97,15 +102,24 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects now; only a configuration problem (TLS, IAM token) is an error.
+    /// Connects now; only a configuration problem (TLS, IAM token) is an
+    /// error. Bounded well inside Lambda's 10 s init phase: a database that
+    /// does not answer in time is an outage, and each invocation tries again.
     pub async fn open(database: Database) -> Result<Self, StartError> {
-        let store = match database.store().await {
-            Ok(store) => {
+        let store = match tokio::time::timeout(START_CONNECT, database.store()).await {
+            Err(_) => {
+                error!(
+                    within_ms = START_CONNECT.as_millis() as u64,
+                    "the database did not answer at start; each invocation will try again"
+                );
+                None
+            }
+            Ok(Ok(store)) => {
                 info!("connected to the database");
                 Some(store)
             }
-            Err(e) if e.is_configuration() => return Err(StartError::Connect(e)),
-            Err(e) => {
+            Ok(Err(e)) if e.is_configuration() => return Err(StartError::Connect(e)),
+            Ok(Err(e)) => {
                 error!(error = %e, "cannot connect to the database; each invocation will try again");
                 None
             }
@@ -126,6 +140,12 @@ impl Connection {
             self.reconnect(&mut guard).await?;
         }
         Ok(guard)
+    }
+
+    /// Drops the connection (a statement may still be running on it); the
+    /// next invocation connects anew.
+    pub async fn discard(&self) {
+        *self.slot.lock().await = None;
     }
 
     /// Replaces the guarded connection with a new one.

@@ -19,7 +19,8 @@ async fn main() -> Result<(), Error> {
         Handler::Sqs => {
             let app = started(sqs::App::from_env().await).await;
             lambda_runtime::run(service_fn(move |e: LambdaEvent<SqsEvent>| async move {
-                app.handle(e.payload).await.map_err(Error::from)
+                let deadline = e.context.deadline();
+                app.handle(e.payload, deadline).await.map_err(Error::from)
             }))
             .await
         }

@@ -215,7 +215,9 @@ fn encrypt(key: &str, sqs_event: bool, file: Option<PathBuf>) -> Result {
 async fn invoke(file: &PathBuf) -> Result {
     let event: SqsEvent = serde_json::from_str(&std::fs::read_to_string(file)?)?;
     let app = App::start(Config::from_env()?).await?;
-    let response = app.handle(event).await?;
+    // As long as Lambda's longest timeout.
+    let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(900);
+    let response = app.handle(event, deadline).await?;
     println!("{}", serde_json::to_string_pretty(&response)?);
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! batch answering with the IDs of the messages that failed
 //! (the `ReportBatchItemFailures` contract).
 
+use std::time::{Duration, SystemTime};
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, warn};
 
@@ -10,6 +12,9 @@ use crate::recorder::{Message, Recorder};
 use crate::start::{self, Aws, Connection, StartError};
 
 pub use crate::config::VARIABLES;
+
+/// Kept back from Lambda's deadline to answer it in time.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 
 pub struct App {
     recorder: Recorder,
@@ -35,9 +40,16 @@ impl App {
         })
     }
 
-    /// One SQS batch. Fails as a whole (so SQS retries every message) only if a
-    /// failed message has no ID to report it by.
-    pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, MissingMessageId> {
+    /// One SQS batch, answered before `deadline` (Lambda's, less a margin):
+    /// if the database has not answered by then, the connection is dropped
+    /// and every message of the batch is reported failed (those already
+    /// stored come back as duplicates). Fails as a whole (so SQS retries
+    /// every message) only if a failed message has no ID to report it by.
+    pub async fn handle(
+        &self,
+        event: SqsEvent,
+        deadline: SystemTime,
+    ) -> Result<SqsBatchResponse, MissingMessageId> {
         let messages: Vec<Message> = event
             .records
             .iter()
@@ -47,9 +59,35 @@ impl App {
             })
             .collect();
 
-        let failed = match self.connection.get().await {
+        let budget = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .saturating_sub(DEADLINE_MARGIN);
+        let failed = match tokio::time::timeout(budget, self.record(&messages)).await {
+            Ok(failed) => failed,
+            Err(_) => {
+                self.connection.discard().await;
+                error!(
+                    count = messages.len(),
+                    budget_ms = budget.as_millis() as u64,
+                    "the invocation's deadline came first: every message of the batch is reported failed, and the connection is dropped"
+                );
+                messages.iter().map(|m| m.id.to_owned()).collect()
+            }
+        };
+        if failed.iter().any(String::is_empty) {
+            return Err(MissingMessageId);
+        }
+        let mut response = SqsBatchResponse::default();
+        response.set_failures(failed);
+        Ok(response)
+    }
+
+    /// The messages that failed (see `handle`).
+    async fn record(&self, messages: &[Message<'_>]) -> Vec<String> {
+        match self.connection.get().await {
             Ok(mut store) => {
-                let report = self.recorder.record_batch(&mut store, &messages).await;
+                let report = self.recorder.record_batch(&mut store, messages).await;
                 // A connection kept from an earlier invocation may have died
                 // while the instance was frozen (a NAT or proxy forgot the
                 // flow): that is no outage. Reconnect and try the batch once
@@ -59,7 +97,7 @@ impl App {
                     match self.connection.reconnect(&mut store).await {
                         Ok(()) => {
                             self.recorder
-                                .record_batch(&mut store, &messages)
+                                .record_batch(&mut store, messages)
                                 .await
                                 .failed
                         }
@@ -76,13 +114,7 @@ impl App {
                 );
                 messages.iter().map(|m| m.id.to_owned()).collect()
             }
-        };
-        if failed.iter().any(String::is_empty) {
-            return Err(MissingMessageId);
         }
-        let mut response = SqsBatchResponse::default();
-        response.set_failures(failed);
-        Ok(response)
     }
 }
 

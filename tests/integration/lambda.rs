@@ -306,3 +306,54 @@ async fn a_connection_that_died_since_the_last_invocation_costs_nothing() {
     );
     assert_eq!(db.count("audit.audit_events").await, 90);
 }
+
+#[tokio::test]
+async fn a_black_holed_database_never_outlasts_the_deadline() {
+    let db = TestDb::new().await;
+    let port = db.config.get_ports()[0];
+    let proxy = Proxy::start(("127.0.0.1".into(), port)).await;
+    let via_proxy = db
+        .connection_string()
+        .replace(&format!("port={port}"), &format!("port={}", proxy.port()));
+    let batch = |round: &str| {
+        Batch::default()
+            .event(&format!("{round}-1"), &audit_event(&format!("{round}-a")))
+            .event(&format!("{round}-2"), &billing_event(&format!("{round}-b")))
+    };
+    let ids = |round: &str| vec![format!("{round}-1"), format!("{round}-2")];
+
+    // Silent at start: start-up still finishes, within its bound.
+    proxy.black_hole();
+    let api = RuntimeApi::start().await;
+    let started = std::time::Instant::now();
+    let mut function = Function::spawn(&api, &env(&via_proxy));
+    let deadline = Duration::from_secs(3);
+    let answered = api
+        .invoke_within(&batch("cold").sqs_event(), deadline)
+        .await;
+    let cold = started.elapsed();
+    assert_eq!(failures(answered), ids("cold"));
+    let init = api.first_next().unwrap() - started;
+    println!(
+        "black hole at start: first /next after {init:?}; first batch answered {cold:?} after spawn"
+    );
+    assert!(init < Duration::from_secs(6), "start-up took {init:?}");
+
+    // Silent mid-life, on a connection that was working.
+    proxy.heal();
+    assert!(failures(api.invoke(&batch("warm").sqs_event()).await).is_empty());
+    proxy.black_hole();
+    let sent = std::time::Instant::now();
+    let answered = api
+        .invoke_within(&batch("hole").sqs_event(), deadline)
+        .await;
+    let took = sent.elapsed();
+    println!("black hole: a batch with a {deadline:?} deadline answered in {took:?}");
+    assert_eq!(failures(answered), ids("hole"));
+    assert!(took < deadline, "answered after its deadline: {took:?}");
+
+    proxy.heal();
+    assert!(failures(api.invoke(&batch("healed").sqs_event()).await).is_empty());
+    assert_eq!(db.count("audit.audit_events").await, 4);
+    assert!(function.is_running(), "{}", function.output());
+}

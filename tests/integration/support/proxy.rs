@@ -16,12 +16,14 @@ pub struct Proxy {
     addr: SocketAddr,
     up: Arc<watch::Sender<bool>>,
     generation: Arc<watch::Sender<u64>>,
+    hole: Arc<watch::Sender<bool>>,
 }
 
 enum Ended {
     Closed,
     Cut,
     Forgotten,
+    Stalled,
 }
 
 impl Proxy {
@@ -32,13 +34,25 @@ impl Proxy {
         let state = up.clone();
         let generation = Arc::new(watch::Sender::new(0u64));
         let flows = generation.clone();
+        let hole = Arc::new(watch::Sender::new(false));
+        let holes = hole.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if !*state.borrow() {
                     continue; // dropped at once: connection refused in effect
                 }
+                let mut stalled = holes.subscribe();
+                if *stalled.borrow() {
+                    // Accepted, then silence until healed: a black hole.
+                    tokio::spawn(async move {
+                        let _held = client;
+                        let _ = stalled.wait_for(|h| !*h).await;
+                    });
+                    continue;
+                }
                 let mut down = state.subscribe();
                 let mut forget = flows.subscribe();
+                let mut stalled = holes.subscribe();
                 let born = *forget.borrow();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
@@ -50,7 +64,12 @@ impl Proxy {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => Ended::Closed,
                         _ = down.wait_for(|up| !*up) => Ended::Cut,
                         _ = forget.wait_for(|g| *g != born) => Ended::Forgotten,
+                        _ = stalled.wait_for(|h| *h) => Ended::Stalled,
                     };
+                    if let Ended::Stalled = ended {
+                        // Both ends held open, nothing forwarded, until healed.
+                        let _ = stalled.wait_for(|h| !*h).await;
+                    }
                     if let Ended::Forgotten = ended {
                         // The flow is gone: the client's next byte is answered
                         // with a reset, as by a NAT that no longer knows it.
@@ -68,6 +87,7 @@ impl Proxy {
             addr,
             up,
             generation,
+            hole,
         }
     }
 
@@ -82,6 +102,16 @@ impl Proxy {
 
     pub fn restore(&self) {
         self.up.send_replace(true);
+    }
+
+    /// Accepts connections but forwards nothing, on new and open ones
+    /// alike, until `heal`: a database that went silent.
+    pub fn black_hole(&self) {
+        self.hole.send_replace(true);
+    }
+
+    pub fn heal(&self) {
+        self.hole.send_replace(false);
     }
 
     /// Forgets every open flow: each answers its client's next byte with a

@@ -32,6 +32,8 @@ pub enum Outcome {
 struct Invocation {
     request_id: String,
     payload: String,
+    /// The function's timeout: the deadline Lambda would send.
+    timeout: Duration,
 }
 
 #[derive(Default)]
@@ -83,6 +85,11 @@ impl RuntimeApi {
 
     /// Queues one invocation and waits (up to 60 s) for the function's answer.
     pub async fn invoke(&self, payload: &Value) -> Outcome {
+        self.invoke_within(payload, Duration::from_secs(60)).await
+    }
+
+    /// The same, telling the function its deadline is `timeout` from now.
+    pub async fn invoke_within(&self, payload: &Value, timeout: Duration) -> Outcome {
         let request_id = {
             let mut n = self.next_id.lock().unwrap();
             *n += 1;
@@ -98,6 +105,7 @@ impl RuntimeApi {
             .send(Invocation {
                 request_id,
                 payload: payload.to_string(),
+                timeout,
             })
             .unwrap();
         tokio::time::timeout(Duration::from_secs(60), rx)
@@ -156,8 +164,7 @@ async fn route(
             let Some(inv) = pending.lock().await.recv().await else {
                 return Ok(reply(StatusCode::GONE, "{}".into()));
             };
-            let deadline =
-                SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_secs(60);
+            let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + inv.timeout;
             Response::builder()
                 .status(StatusCode::OK)
                 .header("content-type", "application/json")
