@@ -357,3 +357,41 @@ async fn a_black_holed_database_never_outlasts_the_deadline() {
     assert_eq!(db.count("audit.audit_events").await, 4);
     assert!(function.is_running(), "{}", function.output());
 }
+
+#[tokio::test]
+async fn a_message_at_the_sqs_size_limit_and_a_ten_thousand_message_batch() {
+    let db = TestDb::new().await;
+    let api = RuntimeApi::start().await;
+    let _function = Function::spawn(&api, &env(&db.connection_string()));
+
+    // SQS's limit is 256 KiB per message body: pad the event to just under it.
+    let mut big = audit_event("big");
+    let empty = crate::support::events::encrypt(&big).len();
+    let room = (256 * 1024 - empty) / 4 * 3 - 64;
+    big["details"]["padding"] = json!("x".repeat(room));
+    let body = crate::support::events::encrypt(&big);
+    assert!(
+        body.len() <= 256 * 1024 && body.len() > 255 * 1024,
+        "{}",
+        body.len()
+    );
+
+    let mut batch = Batch::default().raw("m-big", body);
+    for i in 0..10_000 {
+        batch = batch.event(&format!("m{i}"), &audit_event(&format!("e{i}")));
+    }
+    assert!(failures(api.invoke(&batch.sqs_event()).await).is_empty());
+    assert_eq!(db.count("audit.audit_events").await, 10_001);
+    let stored: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT length(details->>'padding') FROM audit.audit_events WHERE event_id = 'big'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i32>(0)
+        .into();
+    assert_eq!(stored as usize, room);
+}
