@@ -2,7 +2,12 @@
 //! batches of 10, 100, 1,000 and 10,000 valid events (15% billing, 5% fraud).
 //!
 //! Run: `cargo bench --bench throughput`. Prints events per second for the
-//! whole path (decrypt, parse, route, store) and for the store alone.
+//! whole path (decrypt, parse, route, store) and for the store alone, the
+//! latter three ways: unnamed statements on a direct connection (the
+//! default), named prepared statements on a direct connection, and unnamed
+//! statements through PgBouncer in transaction mode. The three take turns
+//! batch by batch, so a busy machine slows them alike, and each rate is the
+//! batch size over the median batch time, so one stall does not swing it.
 
 // Shared with the integration tests; the bench uses part of each.
 #[allow(dead_code)]
@@ -11,12 +16,16 @@ mod events;
 #[allow(dead_code)]
 #[path = "../tests/integration/support/local.rs"]
 mod local;
+#[allow(dead_code)]
+#[path = "../tests/integration/support/pgbouncer.rs"]
+mod pgbouncer;
 
 use std::time::{Duration, Instant};
 
 use event_recorder::route::Record;
 use event_recorder::{Recorder, Store, schema};
 use events::{Batch, audit_event, billing_event, encrypt, fraud_event, key};
+use tokio_postgres::{Client, Config, NoTls};
 
 fn event(n: usize) -> serde_json::Value {
     let id = format!("bench-{n}");
@@ -33,21 +42,38 @@ fn main() {
         ..Default::default()
     })
     .expect("local PostgreSQL");
+    let bouncer = pgbouncer::PgBouncer::start(&server.config(), 2).expect("PgBouncer");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(server.config()));
+    runtime.block_on(run(server.config(), &bouncer));
 }
 
-async fn run(admin: tokio_postgres::Config) {
-    let (client, conn) = admin.connect(tokio_postgres::NoTls).await.unwrap();
+async fn connect(config: &Config) -> Client {
+    let (client, conn) = config.connect(NoTls).await.unwrap();
     tokio::spawn(conn);
-    println!("batch size | batches | full path events/s | store only events/s");
+    client
+}
+
+/// How the store-only runs reach the database.
+const WAYS: [&str; 3] = [
+    "direct, unnamed",
+    "direct, named prepared",
+    "PgBouncer, unnamed",
+];
+
+async fn run(admin: Config, bouncer: &pgbouncer::PgBouncer) {
+    let client = connect(&admin).await;
+    println!(
+        "batch size | batches | full path | store only: {} | {} | {} (events/s)",
+        WAYS[0], WAYS[1], WAYS[2]
+    );
     let recorder = Recorder::new(key());
     let mut next = 0usize;
-    for (size, batches) in [(10, 400), (100, 100), (1_000, 20), (10_000, 3)] {
+    let mut ratios = Vec::new();
+    for (size, batches) in [(10, 1_000), (100, 300), (1_000, 100), (10_000, 50)] {
         let db = format!("bench_{size}");
         client
             .batch_execute(&format!("CREATE DATABASE {db}"))
@@ -55,46 +81,64 @@ async fn run(admin: tokio_postgres::Config) {
             .unwrap();
         let mut config = admin.clone();
         config.dbname(&db);
-        let mut migrate_client = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map(|(c, conn)| {
-                tokio::spawn(conn);
-                c
-            })
-            .unwrap();
-        schema::migrate(&mut migrate_client).await.unwrap();
-        let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        let mut store = Store::new(client).await.unwrap();
+        schema::migrate(&mut connect(&config).await).await.unwrap();
+        let mut stores = [
+            Store::new(connect(&config).await).await.unwrap(),
+            Store::with_named_statements(connect(&config).await)
+                .await
+                .unwrap(),
+            Store::new(connect(&bouncer.config(&db)).await)
+                .await
+                .unwrap(),
+        ];
+        let mut full_path_store = Store::new(connect(&config).await).await.unwrap();
 
-        let mut full = Duration::ZERO;
-        let mut store_only = Duration::ZERO;
-        for _ in 0..batches {
+        let mut full = Vec::with_capacity(batches);
+        let mut store_only: [Vec<Duration>; 3] = Default::default();
+        for round in 0..batches {
             let mut batch = Batch::default();
-            let mut records: Vec<Record> = Vec::with_capacity(size);
+            let mut records: [Vec<Record>; 3] = Default::default();
             for _ in 0..size {
                 batch.0.push((format!("m{next}"), encrypt(&event(next))));
-                // A second, distinct event of the same shape for the store-only run.
-                let text = event(next + 1_000_000_000).to_string();
-                records.push(recorder.prepare(&key().encrypt(text.as_bytes())).unwrap());
+                // Distinct events of the same shape for each store-only way.
+                for (way, records) in records.iter_mut().enumerate() {
+                    let text = event(next + (way + 1) * 1_000_000_000).to_string();
+                    records.push(recorder.prepare(&key().encrypt(text.as_bytes())).unwrap());
+                }
                 next += 1;
             }
             let started = Instant::now();
-            let report = recorder.record_batch(&mut store, &batch.messages()).await;
-            full += started.elapsed();
+            let report = recorder
+                .record_batch(&mut full_path_store, &batch.messages())
+                .await;
+            full.push(started.elapsed());
             assert_eq!((report.failed.len(), report.stored), (0, size));
 
-            let refs: Vec<&Record> = records.iter().collect();
-            let started = Instant::now();
-            store.insert(&refs).await.unwrap();
-            store_only += started.elapsed();
+            for turn in 0..3 {
+                let way = (round + turn) % 3;
+                let refs: Vec<&Record> = records[way].iter().collect();
+                let started = Instant::now();
+                stores[way].insert(&refs).await.unwrap();
+                store_only[way].push(started.elapsed());
+            }
         }
-        let total = (size * batches) as f64;
+        let rate = |times: &mut Vec<Duration>| {
+            times.sort();
+            size as f64 / times[times.len() / 2].as_secs_f64()
+        };
+        let [unnamed, named, bounced] = store_only.each_mut().map(rate);
         println!(
-            "{size:>10} | {batches:>7} | {:>18.0} | {:>19.0}",
-            total / full.as_secs_f64(),
-            total / store_only.as_secs_f64()
+            "{size:>10} | {batches:>7} | {:>9.0} | {unnamed:>28.0} | {named:>22.0} | {bounced:>18.0}",
+            rate(&mut full),
+        );
+        ratios.push((size, unnamed, named, bounced));
+    }
+    println!();
+    for (size, unnamed, named, bouncer) in ratios {
+        println!(
+            "{size:>10}: unnamed {:+.1}% vs named prepared; PgBouncer {:+.1}% vs direct",
+            (unnamed / named - 1.0) * 100.0,
+            (bouncer / unnamed - 1.0) * 100.0,
         );
     }
 }

@@ -1,15 +1,71 @@
 //! Writes records to PostgreSQL: one transaction per call, one statement per
 //! table whatever the number of rows (columns travel as arrays and are
 //! `unnest`ed), duplicates skipped by `ON CONFLICT DO NOTHING`.
+//!
+//! Pooler-safe: nothing outlives a transaction on the server. Statements are
+//! unnamed and their parameter types are sent with them (parse, bind and
+//! execute in one round trip), so no named prepared statement, session
+//! setting, temp table or session lock is left for the next client of a
+//! PgBouncer (transaction mode) or RDS Proxy server connection, and RDS Proxy
+//! has no reason to pin the session.
 
 use std::collections::HashSet;
 
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
-use tokio_postgres::types::Json;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::types::{Json, ToSql, Type};
+use tokio_postgres::{Client, Row, Statement, Transaction};
 
 use crate::route::{ExtraRow, Record};
+
+/// One insert statement with the type of each `$n`.
+struct Insert {
+    sql: &'static str,
+    types: &'static [Type],
+}
+
+const AUDIT: Insert = Insert {
+    sql: INSERT_AUDIT,
+    types: &[
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TIMESTAMP_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::JSONB_ARRAY,
+    ],
+};
+
+const BILLING: Insert = Insert {
+    sql: INSERT_BILLING,
+    types: &[
+        Type::TEXT_ARRAY,
+        Type::TIMESTAMP_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+    ],
+};
+
+const FRAUD: Insert = Insert {
+    sql: INSERT_FRAUD,
+    types: &[
+        Type::TEXT_ARRAY,
+        Type::TIMESTAMP_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+    ],
+};
 
 const INSERT_AUDIT: &str = "
     INSERT INTO audit.audit_events
@@ -37,9 +93,15 @@ const INSERT_FRAUD: &str = "
     ON CONFLICT DO NOTHING
     RETURNING event_id";
 
-/// A database connection with its statements prepared once.
+/// A database connection and the inserts it runs.
 pub struct Store {
     client: Client,
+    named: Option<Named>,
+}
+
+/// The inserts prepared once by name: saves the server a parse per call,
+/// but the names live in the session. Direct connections only.
+struct Named {
     audit: Statement,
     billing: Statement,
     fraud: Statement,
@@ -69,8 +131,19 @@ impl Inserted {
 }
 
 impl Store {
-    /// Wraps a connected client, preparing the insert statements.
+    /// Wraps a connected client. Nothing is sent to the server (the result
+    /// stays a `Result` for callers written when statements were prepared here).
     pub async fn new(client: Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            client,
+            named: None,
+        })
+    }
+
+    /// Like `new`, but prepares the inserts once by name. Only for a direct
+    /// connection: behind a pooler in transaction mode the names clash
+    /// (`42P05`), and RDS Proxy pins the session.
+    pub async fn with_named_statements(client: Client) -> Result<Self, tokio_postgres::Error> {
         let (audit, billing, fraud) = tokio::try_join!(
             client.prepare(INSERT_AUDIT),
             client.prepare(INSERT_BILLING),
@@ -78,9 +151,11 @@ impl Store {
         )?;
         Ok(Self {
             client,
-            audit,
-            billing,
-            fraud,
+            named: Some(Named {
+                audit,
+                billing,
+                fraud,
+            }),
         })
     }
 
@@ -104,21 +179,28 @@ impl Store {
         let billing = BillingColumns::new(&records);
         let fraud = FraudColumns::new(&records);
 
+        let named = self.named.as_ref();
         let audit_params = audit.params();
         let tx = self.client.transaction().await?;
         // Issued together, the statements share network round trips.
         let (audit_rows, billing_rows, fraud_rows) = tokio::try_join!(
-            tx.query(&self.audit, &audit_params),
+            run(&tx, &AUDIT, named.map(|n| &n.audit), &audit_params),
             async {
                 match billing.event_id.is_empty() {
                     true => Ok(Vec::new()),
-                    false => tx.query(&self.billing, &billing.params()).await,
+                    false => {
+                        let statement = named.map(|n| &n.billing);
+                        run(&tx, &BILLING, statement, &billing.params()).await
+                    }
                 }
             },
             async {
                 match fraud.event_id.is_empty() {
                     true => Ok(Vec::new()),
-                    false => tx.query(&self.fraud, &fraud.params()).await,
+                    false => {
+                        let statement = named.map(|n| &n.fraud);
+                        run(&tx, &FRAUD, statement, &fraud.params()).await
+                    }
                 }
             },
         )?;
@@ -131,7 +213,25 @@ impl Store {
     }
 }
 
-type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+/// Runs `insert` unnamed with its parameter types, or as `named`.
+async fn run(
+    tx: &Transaction<'_>,
+    insert: &Insert,
+    named: Option<&Statement>,
+    params: &[Param<'_>],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    if let Some(statement) = named {
+        return tx.query(statement, params).await;
+    }
+    let typed: Vec<(Param, Type)> = params
+        .iter()
+        .zip(insert.types)
+        .map(|(p, t)| (*p, t.clone()))
+        .collect();
+    tx.query_typed(insert.sql, &typed).await
+}
+
+type Param<'a> = &'a (dyn ToSql + Sync);
 
 #[derive(Default)]
 struct AuditColumns<'a> {
