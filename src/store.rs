@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 use tokio_postgres::types::{Json, ToSql, Type};
-use tokio_postgres::{Client, Row, Statement, Transaction};
+use tokio_postgres::{Client, Row, Transaction};
 
 use crate::route::{ExtraRow, Record};
 
@@ -93,18 +93,9 @@ const INSERT_FRAUD: &str = "
     ON CONFLICT DO NOTHING
     RETURNING event_id";
 
-/// A database connection and the inserts it runs.
+/// A database connection that inserts records.
 pub struct Store {
     client: Client,
-    named: Option<Named>,
-}
-
-/// The inserts prepared once by name: saves the server a parse per call,
-/// but the names live in the session. Direct connections only.
-struct Named {
-    audit: Statement,
-    billing: Statement,
-    fraud: Statement,
 }
 
 /// Keys of the rows a call actually inserted (absent ones already existed).
@@ -131,32 +122,10 @@ impl Inserted {
 }
 
 impl Store {
-    /// Wraps a connected client. Nothing is sent to the server (the result
-    /// stays a `Result` for callers written when statements were prepared here).
+    /// Wraps a connected client. Nothing is sent to the server (the
+    /// `Result` is kept for callers).
     pub async fn new(client: Client) -> Result<Self, tokio_postgres::Error> {
-        Ok(Self {
-            client,
-            named: None,
-        })
-    }
-
-    /// Like `new`, but prepares the inserts once by name. Only for a direct
-    /// connection: behind a pooler in transaction mode the names clash
-    /// (`42P05`), and RDS Proxy pins the session.
-    pub async fn with_named_statements(client: Client) -> Result<Self, tokio_postgres::Error> {
-        let (audit, billing, fraud) = tokio::try_join!(
-            client.prepare(INSERT_AUDIT),
-            client.prepare(INSERT_BILLING),
-            client.prepare(INSERT_FRAUD),
-        )?;
-        Ok(Self {
-            client,
-            named: Some(Named {
-                audit,
-                billing,
-                fraud,
-            }),
-        })
+        Ok(Self { client })
     }
 
     pub fn client(&self) -> &Client {
@@ -179,28 +148,21 @@ impl Store {
         let billing = BillingColumns::new(&records);
         let fraud = FraudColumns::new(&records);
 
-        let named = self.named.as_ref();
         let audit_params = audit.params();
         let tx = self.client.transaction().await?;
         // Issued together, the statements share network round trips.
         let (audit_rows, billing_rows, fraud_rows) = tokio::try_join!(
-            run(&tx, &AUDIT, named.map(|n| &n.audit), &audit_params),
+            run(&tx, &AUDIT, &audit_params),
             async {
                 match billing.event_id.is_empty() {
                     true => Ok(Vec::new()),
-                    false => {
-                        let statement = named.map(|n| &n.billing);
-                        run(&tx, &BILLING, statement, &billing.params()).await
-                    }
+                    false => run(&tx, &BILLING, &billing.params()).await,
                 }
             },
             async {
                 match fraud.event_id.is_empty() {
                     true => Ok(Vec::new()),
-                    false => {
-                        let statement = named.map(|n| &n.fraud);
-                        run(&tx, &FRAUD, statement, &fraud.params()).await
-                    }
+                    false => run(&tx, &FRAUD, &fraud.params()).await,
                 }
             },
         )?;
@@ -213,16 +175,12 @@ impl Store {
     }
 }
 
-/// Runs `insert` unnamed with its parameter types, or as `named`.
+/// Runs `insert` as an unnamed statement with its parameter types.
 async fn run(
     tx: &Transaction<'_>,
     insert: &Insert,
-    named: Option<&Statement>,
     params: &[Param<'_>],
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
-    if let Some(statement) = named {
-        return tx.query(statement, params).await;
-    }
     let typed: Vec<(Param, Type)> = params
         .iter()
         .zip(insert.types)
