@@ -6,6 +6,7 @@ mod support;
 mod batch;
 mod cli;
 mod lambda;
+mod pooler;
 mod schema;
 mod secrets;
 mod tls;

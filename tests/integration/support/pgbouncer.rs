@@ -118,10 +118,6 @@ impl PgBouncer {
         Ok(bouncer)
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// A libpq keyword/value string for `dbname` through PgBouncer, as the
     /// Lambda takes it.
     pub fn connection_string(&self, dbname: &str) -> String {
