@@ -275,8 +275,13 @@ pub enum Password {
 pub enum ConnectError {
     #[error("TLS with the database failed: {}", describe(.0))]
     Tls(tokio_postgres::Error),
-    #[error("cannot reach or log in to the database: {}", describe(.0))]
-    Database(tokio_postgres::Error),
+    /// The server (or a pooler in front of it) answered, and said no: wrong
+    /// password, unknown database or user, too many connections, `pg_hba.conf`.
+    #[error("the database refused the connection: {}", describe(.0))]
+    Refused(tokio_postgres::Error),
+    /// No answer: network, DNS, timeout, or the connection closed.
+    #[error("cannot reach the database: {}", describe(.0))]
+    Unreachable(tokio_postgres::Error),
     #[error("cannot make an RDS IAM token: {0}")]
     Token(String),
 }
@@ -312,17 +317,15 @@ impl Database {
         }
         let (client, connection) = config.connect(self.tls.clone()).await.map_err(classify)?;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!(%error, "database connection ended");
+            if let Err(e) = connection.await {
+                tracing::warn!(error = describe(&e), "database connection ended");
             }
         });
         Ok(client)
     }
 
     pub async fn store(&self) -> Result<Store, ConnectError> {
-        Store::new(self.client().await?)
-            .await
-            .map_err(ConnectError::Database)
+        Store::new(self.client().await?).await.map_err(classify)
     }
 
     async fn iam_token(&self, sdk: &SdkConfig) -> Result<String, ConnectError> {
@@ -366,6 +369,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     text
 }
 
+/// Sorts a failed connection attempt by what the operator should look at.
 fn classify(e: tokio_postgres::Error) -> ConnectError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     let mut tls = e.to_string().contains("TLS");
@@ -373,10 +377,15 @@ fn classify(e: tokio_postgres::Error) -> ConnectError {
         tls |= s.is::<openssl::ssl::Error>() || s.is::<openssl::error::ErrorStack>();
         source = s.source();
     }
+    // A login the client gives up on (a SCRAM exchange whose server proof
+    // does not verify, an authentication method it lacks) was answered too.
+    let refused = e.as_db_error().is_some() || e.to_string() == "authentication error";
     if tls {
         ConnectError::Tls(e)
+    } else if refused {
+        ConnectError::Refused(e)
     } else {
-        ConnectError::Database(e)
+        ConnectError::Unreachable(e)
     }
 }
 

@@ -1,15 +1,71 @@
 //! Writes records to PostgreSQL: one transaction per call, one statement per
 //! table whatever the number of rows (columns travel as arrays and are
 //! `unnest`ed), duplicates skipped by `ON CONFLICT DO NOTHING`.
+//!
+//! Pooler-safe: nothing outlives a transaction on the server. Statements are
+//! unnamed and their parameter types are sent with them (parse, bind and
+//! execute in one round trip), so no named prepared statement, session
+//! setting, temp table or session lock is left for the next client of a
+//! PgBouncer (transaction mode) or RDS Proxy server connection, and RDS Proxy
+//! has no reason to pin the session.
 
 use std::collections::HashSet;
 
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
-use tokio_postgres::types::Json;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::types::{Json, ToSql, Type};
+use tokio_postgres::{Client, Row, Transaction};
 
 use crate::route::{ExtraRow, Record};
+
+/// One insert statement with the type of each `$n`.
+struct Insert {
+    sql: &'static str,
+    types: &'static [Type],
+}
+
+const AUDIT: Insert = Insert {
+    sql: INSERT_AUDIT,
+    types: &[
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TIMESTAMP_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::JSONB_ARRAY,
+    ],
+};
+
+const BILLING: Insert = Insert {
+    sql: INSERT_BILLING,
+    types: &[
+        Type::TEXT_ARRAY,
+        Type::TIMESTAMP_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+    ],
+};
+
+const FRAUD: Insert = Insert {
+    sql: INSERT_FRAUD,
+    types: &[
+        Type::TEXT_ARRAY,
+        Type::TIMESTAMP_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+    ],
+};
 
 const INSERT_AUDIT: &str = "
     INSERT INTO audit.audit_events
@@ -37,12 +93,9 @@ const INSERT_FRAUD: &str = "
     ON CONFLICT DO NOTHING
     RETURNING event_id";
 
-/// A database connection with its statements prepared once.
+/// A database connection that inserts records.
 pub struct Store {
     client: Client,
-    audit: Statement,
-    billing: Statement,
-    fraud: Statement,
 }
 
 /// Keys of the rows a call actually inserted (absent ones already existed).
@@ -69,19 +122,10 @@ impl Inserted {
 }
 
 impl Store {
-    /// Wraps a connected client, preparing the insert statements.
+    /// Wraps a connected client. Nothing is sent to the server (the
+    /// `Result` is kept for callers).
     pub async fn new(client: Client) -> Result<Self, tokio_postgres::Error> {
-        let (audit, billing, fraud) = tokio::try_join!(
-            client.prepare(INSERT_AUDIT),
-            client.prepare(INSERT_BILLING),
-            client.prepare(INSERT_FRAUD),
-        )?;
-        Ok(Self {
-            client,
-            audit,
-            billing,
-            fraud,
-        })
+        Ok(Self { client })
     }
 
     pub fn client(&self) -> &Client {
@@ -112,17 +156,17 @@ impl Store {
         let tx = self.client.transaction().await?;
         // Issued together, the statements share network round trips.
         let (audit_rows, billing_rows, fraud_rows) = tokio::try_join!(
-            tx.query(&self.audit, &audit_params),
+            run(&tx, &AUDIT, &audit_params),
             async {
                 match billing.event_id.is_empty() {
                     true => Ok(Vec::new()),
-                    false => tx.query(&self.billing, &billing.params()).await,
+                    false => run(&tx, &BILLING, &billing.params()).await,
                 }
             },
             async {
                 match fraud.event_id.is_empty() {
                     true => Ok(Vec::new()),
-                    false => tx.query(&self.fraud, &fraud.params()).await,
+                    false => run(&tx, &FRAUD, &fraud.params()).await,
                 }
             },
         )?;
@@ -135,7 +179,21 @@ impl Store {
     }
 }
 
-type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+/// Runs `insert` as an unnamed statement with its parameter types.
+async fn run(
+    tx: &Transaction<'_>,
+    insert: &Insert,
+    params: &[Param<'_>],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let typed: Vec<(Param, Type)> = params
+        .iter()
+        .zip(insert.types)
+        .map(|(p, t)| (*p, t.clone()))
+        .collect();
+    tx.query_typed(insert.sql, &typed).await
+}
+
+type Param<'a> = &'a (dyn ToSql + Sync);
 
 #[derive(Default)]
 struct AuditColumns<'a> {

@@ -110,7 +110,7 @@ impl App {
             Err(_) => {
                 error!(
                     count = messages.len(),
-                    "database unreachable: every message of the batch failed"
+                    "no database connection: every message of the batch failed"
                 );
                 messages.iter().map(|m| m.id.to_owned()).collect()
             }

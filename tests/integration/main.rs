@@ -8,6 +8,7 @@ mod cli;
 mod fraud_csv;
 mod lambda;
 mod original_db;
+mod pooler;
 mod s3_import;
 mod schema;
 mod secrets;

@@ -241,7 +241,7 @@ impl Drop for LocalServer {
 }
 
 /// `nobody` when running as root (postgres refuses to run as root).
-fn unprivileged_user() -> Result<Option<(u32, u32)>, String> {
+pub fn unprivileged_user() -> Result<Option<(u32, u32)>, String> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
@@ -252,7 +252,7 @@ fn unprivileged_user() -> Result<Option<(u32, u32)>, String> {
     Ok(Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) }))
 }
 
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }

@@ -6,6 +6,7 @@ pub mod events;
 pub mod function;
 pub mod local;
 pub mod moto;
+pub mod pgbouncer;
 pub mod proxy;
 pub mod runtime_api;
 pub mod s3;
