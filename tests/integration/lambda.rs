@@ -395,3 +395,17 @@ async fn a_message_at_the_sqs_size_limit_and_a_ten_thousand_message_batch() {
         .into();
     assert_eq!(stored as usize, room);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_instances_write_overlapping_batches_at_once() {
+    let db = TestDb::new().await;
+    let totals = crate::pooler::overlapping_rounds(&db, 4, db.connection_string()).await;
+    println!(
+        "4 instances, direct: {} messages, {} events stored once, {} duplicates, {:.2} s",
+        totals.messages,
+        totals.events,
+        totals.duplicates,
+        totals.elapsed.as_secs_f64()
+    );
+    assert!(totals.duplicates > 0 && totals.events > 0);
+}
