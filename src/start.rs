@@ -10,11 +10,11 @@ use tracing::{error, info, warn};
 
 use crate::aws::{self, SecretError};
 use crate::config::{
-    ConfigError, DECRYPTION_KEY_FILE_NAME, DatabaseConfig, ENCRYPTED_DATABASE_PASSWORD,
-    ENCRYPTION_KEY, KeySource,
+    ConfigError, DB_CONNECTION_STRING, DECRYPTION_KEY_FILE_NAME, DatabaseConfig,
+    ENCRYPTED_DATABASE_PASSWORD, ENCRYPTION_KEY, KeySource,
 };
 use crate::crypto::{DataKey, KeyError};
-use crate::database::{ConnectError, Database, Password};
+use crate::database::{ConnectError, Database, Password, SslMode};
 use crate::store::Store;
 
 /// What start-up could not do; the process exits and Lambda reports an init error.
@@ -68,6 +68,10 @@ pub async fn resolve_key(source: KeySource, aws: &Aws) -> Result<DataKey, StartE
 /// through KMS, else the connection string's own, else an RDS IAM token.
 pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database, StartError> {
     let mut settings = config.settings;
+    let iam = config.encrypted_password.is_none() && settings.config.get_password().is_none();
+    if config.encrypted_password.is_some() || iam {
+        credentials_need_tls(settings.ssl_mode, iam)?;
+    }
     let password = if let Some(ciphertext) = config.encrypted_password {
         let bytes = aws::kms_decrypt(
             aws.config().await?,
@@ -92,6 +96,31 @@ pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database
 
 /// How long start-up waits for the database.
 pub const START_CONNECT: Duration = Duration::from_secs(4);
+
+/// A KMS-decrypted password or an IAM token must never cross the network
+/// in clear: `prefer` (the default) would send it to any server, or anything
+/// in the path, that declines TLS.
+fn credentials_need_tls(mode: SslMode, iam: bool) -> Result<(), ConfigError> {
+    if matches!(mode, SslMode::Disable | SslMode::Prefer) {
+        let credential = match iam {
+            true => "an RDS IAM token (no password is configured)",
+            false => "the password from ENCRYPTED_DATABASE_PASSWORD",
+        };
+        return Err(ConfigError {
+            variable: DB_CONNECTION_STRING,
+            problem: format!(
+                "{credential} is only sent over TLS: set sslmode to require, verify-ca or \
+                 verify-full (it is {}, which allows a connection without TLS)",
+                if mode == SslMode::Disable {
+                    "disable"
+                } else {
+                    "prefer, the default,"
+                }
+            ),
+        });
+    }
+    Ok(())
+}
 
 /// The one connection an instance keeps across invocations, replaced when
 /// it breaks. A database that cannot be reached is not fatal at start: each
@@ -185,5 +214,40 @@ impl std::ops::Deref for StoreGuard<'_> {
 impl std::ops::DerefMut for StoreGuard<'_> {
     fn deref_mut(&mut self) -> &mut Store {
         self.slot.as_mut().expect("a guard holds a connection")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseConfig;
+
+    async fn open(conn: &str, encrypted_password: Option<&str>) -> Result<Database, StartError> {
+        let config = DatabaseConfig {
+            settings: crate::database::Settings::parse(Some(conn)).unwrap(),
+            encrypted_password: encrypted_password.map(str::to_owned),
+        };
+        open_database(config, &Aws::default()).await
+    }
+
+    #[tokio::test]
+    async fn credentials_are_only_sent_over_tls() {
+        for (conn, kms) in [
+            ("host=db user=u", None),
+            ("host=db user=u sslmode=prefer", None),
+            ("host=db user=u sslmode=disable", Some("Y2lwaGVy")),
+            ("host=db user=u", Some("Y2lwaGVy")),
+        ] {
+            let Err(StartError::Config(e)) = open(conn, kms).await else {
+                panic!("{conn}: expected a configuration error");
+            };
+            assert_eq!(e.variable, DB_CONNECTION_STRING);
+            assert!(
+                e.problem.contains("sslmode") && e.problem.contains("require"),
+                "{e}"
+            );
+        }
+        // A password in the string is the operator's choice: allowed.
+        assert!(open("host=db user=u password=p", None).await.is_ok());
     }
 }

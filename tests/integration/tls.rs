@@ -146,3 +146,93 @@ async fn sslmode_disable_is_refused_by_a_tls_only_server() {
         "{logs}"
     );
 }
+
+/// A login role with a password and the functions' grants on the TLS server;
+/// its connection string has no password.
+async fn role_on(server: &LocalServer, tls: &str) -> (String, String) {
+    let password = "pw-tls-writer-SECRET";
+    crate::support::connect(&server.socket_config())
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE tls_writer LOGIN PASSWORD '{password}';
+             GRANT USAGE ON SCHEMA audit, billing TO tls_writer;
+             GRANT INSERT, SELECT ON ALL TABLES IN SCHEMA audit, billing TO tls_writer;"
+        ))
+        .await
+        .unwrap();
+    let conn = format!(
+        "host=localhost port={} user=tls_writer dbname=postgres {tls}",
+        server.port()
+    );
+    (conn, password.to_owned())
+}
+
+#[tokio::test]
+async fn a_kms_password_goes_over_tls_only() {
+    let (_pki, server) = tls_server().await;
+    let sdk = crate::secrets::sdk().await;
+    let key = crate::secrets::kms_key(&sdk).await;
+    let (conn, password) = role_on(&server, "sslmode=require").await;
+    let ciphertext = crate::secrets::kms_encrypt(&sdk, &key, password.as_bytes()).await;
+    let vars = |conn: &str| {
+        crate::secrets::env(&[
+            ("DB_CONNECTION_STRING", conn.to_owned()),
+            ("LOCAL_DATA_KEY", KEY_B64.into()),
+            ("ENCRYPTED_DATABASE_PASSWORD", ciphertext.clone()),
+        ])
+    };
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(&api, &vars(&conn));
+    assert_all_stored(&api, &function, "kms-pw").await;
+    assert!(!function.output().contains(&password));
+
+    // The default sslmode (prefer) and disable would allow it in clear.
+    for weak in ["", " sslmode=prefer", " sslmode=disable"] {
+        let conn = conn.replace(" sslmode=require", weak);
+        let message = init_error(&vars(&conn)).await;
+        assert!(
+            message.starts_with("DB_CONNECTION_STRING: the password from ENCRYPTED_DATABASE_PASSWORD is only sent over TLS"),
+            "{weak}: {message}"
+        );
+        assert!(
+            message.contains("require, verify-ca or verify-full"),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_iam_token_goes_over_tls_only() {
+    let (_pki, server) = tls_server().await;
+    let (conn, _) = role_on(&server, "sslmode=require").await;
+    let vars = |conn: &str| {
+        crate::secrets::env(&[
+            ("DB_CONNECTION_STRING", conn.to_owned()),
+            ("LOCAL_DATA_KEY", KEY_B64.into()),
+        ])
+    };
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(&api, &vars(&conn));
+    // The server knows nothing of IAM: the token is refused as a password,
+    // after the TLS handshake.
+    let Outcome::Response(r) = api
+        .invoke(
+            &Batch::default()
+                .event("m1", &audit_event("iam"))
+                .sqs_event(),
+        )
+        .await
+    else {
+        panic!("function error")
+    };
+    assert_eq!(r["batchItemFailures"][0]["itemIdentifier"], "m1");
+    let logs = function.output();
+    assert!(logs.contains("using RDS IAM authentication"), "{logs}");
+    assert!(logs.contains("password authentication failed"), "{logs}");
+
+    let message = init_error(&vars(&conn.replace(" sslmode=require", ""))).await;
+    assert!(
+        message.starts_with("DB_CONNECTION_STRING: an RDS IAM token"),
+        "{message}"
+    );
+}
