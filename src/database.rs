@@ -373,9 +373,16 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 fn classify(e: tokio_postgres::Error) -> ConnectError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     let mut tls = e.to_string().contains("TLS");
+    let mut cut = false;
     while let Some(s) = source {
         tls |= s.is::<openssl::ssl::Error>() || s.is::<openssl::error::ErrorStack>();
+        cut |= cut_short(s);
         source = s.source();
+    }
+    // A handshake cut by a reset, an EOF or a timeout (a failover, a proxy
+    // restarting) is an outage, not a configuration problem.
+    if tls && cut {
+        return ConnectError::Unreachable(e);
     }
     // A login the client gives up on (a SCRAM exchange whose server proof
     // does not verify, an authentication method it lacks) was answered too.
@@ -387,6 +394,30 @@ fn classify(e: tokio_postgres::Error) -> ConnectError {
     } else {
         ConnectError::Unreachable(e)
     }
+}
+
+/// True if this error is the network ending a connection early.
+fn cut_short(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::*;
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return matches!(
+            io.kind(),
+            ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe | TimedOut
+        );
+    }
+    if let Some(ssl) = e.downcast_ref::<openssl::ssl::Error>() {
+        // SYSCALL without an I/O error or a library reason is an EOF.
+        return ssl.code() == openssl::ssl::ErrorCode::SYSCALL
+            && ssl.io_error().is_none()
+            && ssl.ssl_error().is_none();
+    }
+    if let Some(stack) = e.downcast_ref::<openssl::error::ErrorStack>() {
+        return stack
+            .errors()
+            .iter()
+            .any(|e| e.reason().is_some_and(|r| r.contains("unexpected eof")));
+    }
+    false
 }
 
 #[cfg(test)]

@@ -236,3 +236,45 @@ async fn an_iam_token_goes_over_tls_only() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_handshake_cut_by_a_reset_is_an_outage_not_an_init_error() {
+    // Says yes to TLS, then resets the connection on the ClientHello, as a
+    // failing-over server or a restarting proxy does.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 8];
+            if socket.read_exact(&mut request).await.is_err() {
+                continue;
+            }
+            let _ = socket.write_all(b"S").await;
+            let _ = socket.read(&mut [0u8; 512]).await;
+            // A zero linger resets at once (the warning is about non-zero ones).
+            #[allow(deprecated)]
+            let _ = socket.set_linger(Some(Duration::ZERO));
+        }
+    });
+    let conn = format!("host=127.0.0.1 port={port} user=u password=p dbname=d sslmode=require");
+    let api = RuntimeApi::start().await;
+    let mut function = Function::spawn(
+        &api,
+        &[
+            ("DB_CONNECTION_STRING", conn),
+            ("LOCAL_DATA_KEY", KEY_B64.into()),
+        ],
+    );
+    let Outcome::Response(r) = api
+        .invoke(&Batch::default().event("m1", &audit_event("a1")).sqs_event())
+        .await
+    else {
+        panic!("function error: {}", function.output())
+    };
+    assert_eq!(r["batchItemFailures"][0]["itemIdentifier"], "m1");
+    assert!(api.init_error().is_none(), "{}", function.output());
+    assert!(function.is_running(), "{}", function.output());
+    let logs = function.output();
+    assert!(logs.contains("cannot reach the database"), "{logs}");
+}
