@@ -409,3 +409,106 @@ async fn four_instances_write_overlapping_batches_at_once() {
     );
     assert!(totals.duplicates > 0 && totals.events > 0);
 }
+
+/// The ledger: every message answered as stored is in the database; the
+/// failed ones are stored by a replay of the batch, with nothing twice.
+async fn replay_completes(
+    api: &RuntimeApi,
+    db: &TestDb,
+    batch: &Batch,
+    failed: &[String],
+    ids: &[String],
+) {
+    let stored = db.audit_event_ids().await;
+    for ((message, _), id) in batch.0.iter().zip(ids) {
+        if !failed.contains(message) {
+            assert!(
+                stored.contains(id),
+                "{message} answered stored, {id} not in the database"
+            );
+        }
+    }
+    assert!(failures(api.invoke(&batch.sqs_event()).await).is_empty());
+    let mut all = db.audit_event_ids().await;
+    let before = all.len();
+    all.dedup();
+    assert_eq!(all.len(), before);
+    for id in ids {
+        assert!(all.contains(id), "{id} missing after the replay");
+    }
+}
+
+#[tokio::test]
+async fn database_down_at_start_then_up_and_a_backend_killed_mid_write() {
+    let db = TestDb::new().await;
+    let port = db.config.get_ports()[0];
+    let proxy = Proxy::start(("127.0.0.1".into(), port)).await;
+    let via_proxy = db
+        .connection_string()
+        .replace(&format!("port={port}"), &format!("port={}", proxy.port()));
+    proxy.cut();
+    let api = RuntimeApi::start().await;
+    let mut function = Function::spawn(&api, &env(&via_proxy));
+    let make = |round: &str, n: usize| {
+        let ids: Vec<String> = (0..n).map(|i| format!("{round}-{i}")).collect();
+        let batch = ids.iter().enumerate().fold(Batch::default(), |b, (i, id)| {
+            b.event(&format!("{round}-m{i}"), &audit_event(id))
+        });
+        (batch, ids)
+    };
+    // Down at start: the instance starts, and fails its batches...
+    let (batch, ids) = make("down", 5);
+    let failed = failures(api.invoke(&batch.sqs_event()).await);
+    assert_eq!(failed.len(), 5);
+    assert!(api.init_error().is_none());
+    // ...until the database is back, without a restart.
+    proxy.restore();
+    replay_completes(&api, &db, &batch, &failed, &ids).await;
+
+    // A backend killed while it writes: a trigger holds the write open.
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.event_id = 'kill-3' THEN PERFORM pg_sleep(2); END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER slow BEFORE INSERT ON audit.audit_events
+                 FOR EACH ROW EXECUTE FUNCTION slow();",
+        )
+        .await
+        .unwrap();
+    let (batch, ids) = make("kill", 20);
+    let event = batch.sqs_event();
+    let invocation = {
+        let api = &api;
+        async move { failures(api.invoke(&event).await) }
+    };
+    let killer = async {
+        let admin = db.client().await;
+        loop {
+            let killed: i64 = admin
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()
+                       AND wait_event = 'PgSleep'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if killed > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (failed, ()) = tokio::join!(invocation, killer);
+    println!(
+        "backend killed mid-write: {} of 20 reported failed (the retry on a new connection may store them all)",
+        failed.len()
+    );
+    replay_completes(&api, &db, &batch, &failed, &ids).await;
+    assert!(function.is_running(), "{}", function.output());
+}
