@@ -94,6 +94,15 @@ pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database
     Ok(Database::new(settings, password)?)
 }
 
+/// What both S3 functions start with: their database connection (from
+/// `DB_CONNECTION_STRING` and `ENCRYPTED_DATABASE_PASSWORD` only) and S3.
+pub async fn s3_function() -> Result<(Connection, crate::aws::s3::S3), StartError> {
+    let aws = Aws::default();
+    let database = open_database(DatabaseConfig::from_env()?, &aws).await?;
+    let s3 = crate::aws::s3::S3::new(aws.config().await?);
+    Ok((Connection::open(database).await?, s3))
+}
+
 /// How long start-up waits for the database.
 pub const START_CONNECT: Duration = Duration::from_secs(4);
 

@@ -4,7 +4,6 @@
 
 use chrono::NaiveDateTime;
 use event_recorder::functions::fraud_csv::{self, parse::Upload};
-use serde_json::Value;
 
 use crate::support::TestDb;
 use crate::support::function::Function;
@@ -74,13 +73,6 @@ async fn failures(db: &TestDb) -> Vec<(i64, String, String)> {
         .collect()
 }
 
-fn response(outcome: Outcome) -> Value {
-    match outcome {
-        Outcome::Response(body) => body,
-        Outcome::Error(e) => panic!("function error: {e}"),
-    }
-}
-
 #[tokio::test]
 async fn a_good_file_is_stored_and_moved_to_success_with_its_tags() {
     let db = TestDb::new().await;
@@ -101,7 +93,7 @@ async fn a_good_file_is_stored_and_moved_to_success_with_its_tags() {
 
     let api = RuntimeApi::start().await;
     let function = Function::spawn(&api, &env(&db.connection_string()));
-    let body = response(api.invoke(&bucket.created(key)).await);
+    let body = api.invoke(&bucket.created(key)).await.body();
     assert_eq!(body[0]["passed"], true, "{body}");
     assert_eq!(body[0]["rows"], 3, "{body}");
 
@@ -139,7 +131,7 @@ async fn a_good_file_is_stored_and_moved_to_success_with_its_tags() {
     bucket
         .put(key, bucket.get(moved).await.unwrap(), &kept)
         .await;
-    let body = response(api.invoke(&bucket.created(key)).await);
+    let body = api.invoke(&bucket.created(key)).await.body();
     assert_eq!(body[0]["passed"], true, "{body}");
     assert_eq!(body[0]["rows"], 3, "{body}");
     assert_eq!(
@@ -179,7 +171,7 @@ async fn every_bad_row_is_recorded_nothing_stored_and_the_file_moved_to_error() 
 
     let api = RuntimeApi::start().await;
     let _function = Function::spawn(&api, &env(&db.connection_string()));
-    let body = response(api.invoke(&bucket.created(key)).await);
+    let body = api.invoke(&bucket.created(key)).await.body();
     assert_eq!(body[0]["passed"], false, "{body}");
     assert_eq!(body[0]["failed_rows"], 4, "{body}");
 

@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 use crate::support::TestDb;
 use crate::support::events::{Batch, KEY_B64, audit_event, billing_event, fraud_event, key};
 use crate::support::function::Function;
-use crate::support::proxy::Proxy;
 use crate::support::runtime_api::{Outcome, RuntimeApi};
 
 fn env(db: &str) -> Vec<(&'static str, String)> {
@@ -147,11 +146,7 @@ async fn invalid_configuration_is_an_init_error() {
 #[tokio::test]
 async fn recovers_after_the_database_was_unreachable() {
     let db = TestDb::new().await;
-    let proxy = Proxy::start(("127.0.0.1".into(), db.config.get_ports()[0])).await;
-    let via_proxy = db.connection_string().replace(
-        &format!("port={}", db.config.get_ports()[0]),
-        &format!("port={}", proxy.port()),
-    );
+    let (proxy, via_proxy) = db.behind_proxy().await;
     let api = RuntimeApi::start().await;
     let mut function = Function::spawn(&api, &env(&via_proxy));
     let batch = |n: &str| {
@@ -260,11 +255,7 @@ async fn decrypted_events_are_printed_only_when_enabled() {
 #[tokio::test]
 async fn a_connection_that_died_since_the_last_invocation_costs_nothing() {
     let db = TestDb::new().await;
-    let port = db.config.get_ports()[0];
-    let proxy = Proxy::start(("127.0.0.1".into(), port)).await;
-    let via_proxy = db
-        .connection_string()
-        .replace(&format!("port={port}"), &format!("port={}", proxy.port()));
+    let (proxy, via_proxy) = db.behind_proxy().await;
     let api = RuntimeApi::start().await;
     let function = Function::spawn(&api, &env(&via_proxy));
     let batch = |round: &str| {
@@ -310,11 +301,7 @@ async fn a_connection_that_died_since_the_last_invocation_costs_nothing() {
 #[tokio::test]
 async fn a_black_holed_database_never_outlasts_the_deadline() {
     let db = TestDb::new().await;
-    let port = db.config.get_ports()[0];
-    let proxy = Proxy::start(("127.0.0.1".into(), port)).await;
-    let via_proxy = db
-        .connection_string()
-        .replace(&format!("port={port}"), &format!("port={}", proxy.port()));
+    let (proxy, via_proxy) = db.behind_proxy().await;
     let batch = |round: &str| {
         Batch::default()
             .event(&format!("{round}-1"), &audit_event(&format!("{round}-a")))
@@ -441,11 +428,7 @@ async fn replay_completes(
 #[tokio::test]
 async fn database_down_at_start_then_up_and_a_backend_killed_mid_write() {
     let db = TestDb::new().await;
-    let port = db.config.get_ports()[0];
-    let proxy = Proxy::start(("127.0.0.1".into(), port)).await;
-    let via_proxy = db
-        .connection_string()
-        .replace(&format!("port={port}"), &format!("port={}", proxy.port()));
+    let (proxy, via_proxy) = db.behind_proxy().await;
     proxy.cut();
     let api = RuntimeApi::start().await;
     let mut function = Function::spawn(&api, &env(&via_proxy));

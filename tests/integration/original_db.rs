@@ -2,22 +2,15 @@
 //! by `migrate` unchanged, and all three functions run on it, each through
 //! the real `bootstrap` with its `_HANDLER`.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::cli::{run, stdout};
 use crate::support::TestDb;
 use crate::support::events::{Batch, KEY_B64, audit_event, billing_event, fraud_event};
 use crate::support::function::Function;
 use crate::support::moto;
-use crate::support::runtime_api::{Outcome, RuntimeApi};
+use crate::support::runtime_api::RuntimeApi;
 use crate::support::s3::Bucket;
-
-fn response(outcome: Outcome) -> Value {
-    match outcome {
-        Outcome::Response(body) => body,
-        Outcome::Error(e) => panic!("function error: {e}"),
-    }
-}
 
 #[tokio::test]
 async fn migrate_adopts_it_and_every_function_writes_to_it() {
@@ -45,7 +38,7 @@ async fn migrate_adopts_it_and_every_function_writes_to_it() {
         .event("m1", &audit_event("o1"))
         .event("m2", &billing_event("o2"))
         .event("m3", &fraud_event("o3"));
-    let body = response(api.invoke(&batch.sqs_event()).await);
+    let body = api.invoke(&batch.sqs_event()).await.body();
     assert_eq!(body["batchItemFailures"], json!([]), "{body}");
 
     let bucket = Bucket::new().await;
@@ -53,7 +46,7 @@ async fn migrate_adopts_it_and_every_function_writes_to_it() {
     let _import = Function::spawn(&api, &env("s3-import"));
     let line = json!({ "document": audit_event("o4") }).to_string();
     bucket.put("import/one.jsonl", line, &[]).await;
-    let body = response(api.invoke(&bucket.created("import/one.jsonl")).await);
+    let body = api.invoke(&bucket.created("import/one.jsonl")).await.body();
     assert_eq!(body["objects"][0]["stored"], 1, "{body}");
 
     let api = RuntimeApi::start().await;
@@ -67,7 +60,7 @@ async fn migrate_adopts_it_and_every_function_writes_to_it() {
             &[("idp", "https://idp.example"), ("username", "u")],
         )
         .await;
-    let body = response(api.invoke(&bucket.created("idp-fraud/r.csv")).await);
+    let body = api.invoke(&bucket.created("idp-fraud/r.csv")).await.body();
     assert_eq!(body[0]["passed"], true, "{body}");
 
     assert_eq!(db.row_counts().await, [4, 1, 1]);

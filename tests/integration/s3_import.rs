@@ -14,7 +14,6 @@ use crate::support::TestDb;
 use crate::support::events::{audit_event, billing_event, fraud_event};
 use crate::support::function::Function;
 use crate::support::moto;
-use crate::support::proxy::Proxy;
 use crate::support::runtime_api::{Outcome, RuntimeApi};
 use crate::support::s3::Bucket;
 
@@ -27,13 +26,6 @@ fn env(db: &str) -> Vec<(&'static str, String)> {
     env.push(("_HANDLER", "s3-import".into()));
     env.push(("DB_CONNECTION_STRING", db.to_owned()));
     env
-}
-
-fn response(outcome: Outcome) -> Value {
-    match outcome {
-        Outcome::Response(body) => body,
-        Outcome::Error(e) => panic!("function error: {e}"),
-    }
 }
 
 #[tokio::test]
@@ -60,7 +52,7 @@ async fn good_duplicate_and_bad_lines_then_the_file_is_deleted() {
 
     let api = RuntimeApi::start().await;
     let function = Function::spawn(&api, &env(&db.connection_string()));
-    let body = response(api.invoke(&bucket.created(key)).await);
+    let body = api.invoke(&bucket.created(key)).await.body();
     let object = &body["objects"][0];
     assert_eq!(object["key"], key, "{body}");
     assert_eq!(
@@ -105,7 +97,7 @@ async fn good_duplicate_and_bad_lines_then_the_file_is_deleted() {
 
     // The same file again: nothing new, the same rejects.
     bucket.put(key, lines.join("\n"), &[]).await;
-    let body = response(api.invoke(&bucket.created(key)).await);
+    let body = api.invoke(&bucket.created(key)).await.body();
     assert_eq!(body["objects"][0]["duplicates"], 4, "{body}");
     assert_eq!(db.row_counts().await, [3, 1, 1]);
 
@@ -123,11 +115,7 @@ async fn good_duplicate_and_bad_lines_then_the_file_is_deleted() {
 #[tokio::test]
 async fn a_database_outage_keeps_the_file_and_a_rerun_completes() {
     let db = TestDb::new().await;
-    let port = db.config.get_ports()[0];
-    let proxy = Proxy::start(("127.0.0.1".into(), port)).await;
-    let via_proxy = db
-        .connection_string()
-        .replace(&format!("port={port}"), &format!("port={}", proxy.port()));
+    let (proxy, via_proxy) = db.behind_proxy().await;
     let bucket = Bucket::new().await;
     let key = "import/outage.jsonl";
     let lines: Vec<String> = (0..50)
@@ -146,7 +134,7 @@ async fn a_database_outage_keeps_the_file_and_a_rerun_completes() {
     assert_eq!(db.count("audit.audit_events").await, 0);
 
     proxy.restore();
-    let body = response(api.invoke(&bucket.created(key)).await);
+    let body = api.invoke(&bucket.created(key)).await.body();
     assert_eq!(body["objects"][0]["stored"], 50, "{body}");
     assert!(bucket.keys().await.is_empty());
     assert!(function.is_running(), "{}", function.output());
@@ -277,7 +265,7 @@ async fn memory_stays_bounded_whatever_the_file_size() {
 
     let api = RuntimeApi::start().await;
     let function = Function::spawn(&api, &env(&db.connection_string()));
-    let body = response(api.invoke(&bucket.created(key)).await);
+    let body = api.invoke(&bucket.created(key)).await.body();
     assert_eq!(body["objects"][0]["stored"], lines, "{body}");
     let peak_mib = peak_rss_kib(function.pid()) / 1024;
     println!("import of a {size_mib} MiB file: peak RSS {peak_mib} MiB");

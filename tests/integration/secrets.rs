@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -14,16 +14,7 @@ use crate::support::function::Function;
 use crate::support::moto;
 use crate::support::runtime_api::{Outcome, RuntimeApi};
 
-/// The test's own SDK client config for moto (the function reads the env).
-pub async fn sdk() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(event_recorder::aws::http_client().unwrap())
-        .endpoint_url(&moto::shared().endpoint)
-        .region(Region::new("eu-west-2"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await
-}
+pub use crate::support::s3::sdk;
 
 pub async fn kms_key(sdk: &SdkConfig) -> String {
     let key = aws_sdk_kms::Client::new(sdk)

@@ -21,9 +21,9 @@ use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::aws::s3::{self, S3, S3Error};
-use crate::config::{DB_CONNECTION_STRING, DatabaseConfig, ENCRYPTED_DATABASE_PASSWORD};
+use crate::config::{DB_CONNECTION_STRING, ENCRYPTED_DATABASE_PASSWORD};
 use crate::idp_store;
-use crate::start::{self, Aws, Connection, StartError};
+use crate::start::{self, Connection, StartError};
 use crate::store::Store;
 use parse::{TagError, Upload};
 
@@ -165,13 +165,8 @@ pub struct Uploaded {
 
 impl Function {
     pub async fn from_env() -> Result<Self, StartError> {
-        let aws = Aws::default();
-        let database = start::open_database(DatabaseConfig::from_env()?, &aws).await?;
-        let s3 = S3::new(aws.config().await?);
-        Ok(Self {
-            connection: Connection::open(database).await?,
-            s3,
-        })
+        let (connection, s3) = start::s3_function().await?;
+        Ok(Self { connection, s3 })
     }
 
     pub async fn handle(&self, event: S3Event) -> Result<Vec<Uploaded>, UploadError> {

@@ -64,6 +64,17 @@ impl TestDb {
         db
     }
 
+    /// A proxy in front of this database's server, and the connection
+    /// string that goes through it.
+    pub async fn behind_proxy(&self) -> (proxy::Proxy, String) {
+        let port = self.config.get_ports()[0];
+        let proxy = proxy::Proxy::start(("127.0.0.1".into(), port)).await;
+        let via = self
+            .connection_string()
+            .replace(&format!("port={port}"), &format!("port={}", proxy.port()));
+        (proxy, via)
+    }
+
     /// A libpq keyword/value string for this database, as the Lambda takes it.
     pub fn connection_string(&self) -> String {
         let c = &self.config;

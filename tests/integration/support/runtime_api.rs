@@ -29,6 +29,16 @@ pub enum Outcome {
     Error(Value),
 }
 
+impl Outcome {
+    /// The response body; panics on a function error.
+    pub fn body(self) -> Value {
+        match self {
+            Outcome::Response(body) => body,
+            Outcome::Error(e) => panic!("function error: {e}"),
+        }
+    }
+}
+
 struct Invocation {
     request_id: String,
     payload: String,
