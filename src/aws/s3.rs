@@ -35,20 +35,27 @@ impl S3 {
         }
     }
 
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, S3Error> {
+        self.client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| error("GetObject", bucket, key, DisplayErrorContext(e)))
+    }
+
     /// The object's body as a stream: memory stays bounded whatever its size.
     pub async fn reader(
         &self,
         bucket: &str,
         key: &str,
     ) -> Result<impl AsyncBufRead + Unpin + use<>, S3Error> {
-        let object = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| error("GetObject", bucket, key, DisplayErrorContext(e)))?;
+        let object = self.get(bucket, key).await?;
         Ok(tokio::io::BufReader::with_capacity(
             256 * 1024,
             object.body.into_async_read(),
@@ -57,14 +64,7 @@ impl S3 {
 
     /// The whole body, refused if larger than `limit` bytes.
     pub async fn bytes(&self, bucket: &str, key: &str, limit: u64) -> Result<Vec<u8>, S3Error> {
-        let object = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| error("GetObject", bucket, key, DisplayErrorContext(e)))?;
+        let object = self.get(bucket, key).await?;
         if object.content_length.unwrap_or(0) as u64 > limit {
             return Err(error(
                 "GetObject",
