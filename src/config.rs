@@ -25,6 +25,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub key_source: KeySource,
     pub log_decrypted_events: bool,
+    /// `METRICS_NAMESPACE`: the EMF namespace, `none` for no metrics line.
+    pub metrics_namespace: Option<String>,
 }
 
 /// What the database connection needs; all the CLI's `migrate` reads.
@@ -58,6 +60,7 @@ pub const DECRYPTION_KEY_FILE_NAME: &str = "DECRYPTION_KEY_FILE_NAME";
 pub const LOCAL_DATA_KEY: &str = "LOCAL_DATA_KEY";
 pub const LOG_DECRYPTED_EVENTS: &str = "LOG_DECRYPTED_EVENTS";
 pub const ENCRYPTED_DATABASE_PASSWORD: &str = "ENCRYPTED_DATABASE_PASSWORD";
+pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
 
 /// Every variable the binaries read (the deployment template must match).
 pub const VARIABLES: &[&str] = &[
@@ -68,6 +71,7 @@ pub const VARIABLES: &[&str] = &[
     LOCAL_DATA_KEY,
     LOG_DECRYPTED_EVENTS,
     ENCRYPTED_DATABASE_PASSWORD,
+    METRICS_NAMESPACE,
 ];
 
 fn lookup<'a>(vars: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
@@ -104,6 +108,7 @@ impl Config {
                 get(LOCAL_DATA_KEY),
             )?,
             log_decrypted_events: flag(LOG_DECRYPTED_EVENTS, get(LOG_DECRYPTED_EVENTS))?,
+            metrics_namespace: get(METRICS_NAMESPACE).map(str::to_owned),
         })
     }
 }

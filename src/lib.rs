@@ -9,6 +9,7 @@ pub mod database;
 pub mod event;
 pub mod functions;
 pub mod idp_store;
+pub mod metrics;
 pub mod recorder;
 pub mod route;
 pub mod runtime_api;

@@ -2,13 +2,14 @@
 //! batch answering with the IDs of the messages that failed
 //! (the `ReportBatchItemFailures` contract).
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, warn};
 
 use crate::config::Config;
-use crate::recorder::{Message, Recorder};
+use crate::metrics::{Invocation, Metrics};
+use crate::recorder::{BatchReport, Message, Recorder};
 use crate::start::{self, Aws, Connection, StartError};
 
 pub use crate::config::VARIABLES;
@@ -19,6 +20,7 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 pub struct App {
     recorder: Recorder,
     connection: Connection,
+    metrics: Option<Metrics>,
 }
 
 impl App {
@@ -34,9 +36,14 @@ impl App {
         let aws = Aws::default();
         let key = start::resolve_key(config.key_source, &aws).await?;
         let database = start::open_database(config.database, &aws).await?;
+        let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
         Ok(Self {
             recorder: Recorder::new(key).print_decrypted_events(config.log_decrypted_events),
             connection: Connection::open(database).await?,
+            metrics: Metrics::new(
+                config.metrics_namespace.as_deref(),
+                function_name.as_deref(),
+            ),
         })
     }
 
@@ -63,8 +70,9 @@ impl App {
             .duration_since(SystemTime::now())
             .unwrap_or_default()
             .saturating_sub(DEADLINE_MARGIN);
-        let failed = match tokio::time::timeout(budget, self.record(&messages)).await {
-            Ok(failed) => failed,
+        let started = Instant::now();
+        let report = match tokio::time::timeout(budget, self.record(&messages)).await {
+            Ok(report) => report,
             Err(_) => {
                 self.connection.discard().await;
                 error!(
@@ -72,9 +80,19 @@ impl App {
                     budget_ms = budget.as_millis() as u64,
                     "the invocation's deadline came first: every message of the batch is reported failed, and the connection is dropped"
                 );
-                messages.iter().map(|m| m.id.to_owned()).collect()
+                all_failed(&messages)
             }
         };
+        if let Some(metrics) = &self.metrics {
+            metrics.emit(&Invocation {
+                batch_size: messages.len(),
+                stored: report.stored,
+                duplicates: report.duplicates,
+                failed: report.failed.len(),
+                database_time: started.elapsed(),
+            });
+        }
+        let failed = report.failed;
         if failed.iter().any(String::is_empty) {
             return Err(MissingMessageId);
         }
@@ -83,8 +101,8 @@ impl App {
         Ok(response)
     }
 
-    /// The messages that failed (see `handle`).
-    async fn record(&self, messages: &[Message<'_>]) -> Vec<String> {
+    /// What became of the messages (see `handle`).
+    async fn record(&self, messages: &[Message<'_>]) -> BatchReport {
         match self.connection.get().await {
             Ok(mut store) => {
                 let report = self.recorder.record_batch(&mut store, messages).await;
@@ -95,16 +113,11 @@ impl App {
                 if store.is_closed() && !store.is_fresh() && !report.failed.is_empty() {
                     warn!("the kept connection was dead; reconnecting and retrying the batch once");
                     match self.connection.reconnect(&mut store).await {
-                        Ok(()) => {
-                            self.recorder
-                                .record_batch(&mut store, messages)
-                                .await
-                                .failed
-                        }
-                        Err(_) => report.failed,
+                        Ok(()) => self.recorder.record_batch(&mut store, messages).await,
+                        Err(_) => report,
                     }
                 } else {
-                    report.failed
+                    report
                 }
             }
             Err(_) => {
@@ -112,9 +125,16 @@ impl App {
                     count = messages.len(),
                     "no database connection: every message of the batch failed"
                 );
-                messages.iter().map(|m| m.id.to_owned()).collect()
+                all_failed(messages)
             }
         }
+    }
+}
+
+fn all_failed(messages: &[Message]) -> BatchReport {
+    BatchReport {
+        failed: messages.iter().map(|m| m.id.to_owned()).collect(),
+        ..BatchReport::default()
     }
 }
 

@@ -63,6 +63,29 @@ async fn mixed_batch_then_replay() {
     assert_eq!(db.row_counts().await, [3, 1, 1]);
     assert!(function.is_running(), "{}", function.output());
 
+    // One metrics line per invocation, on stdout.
+    let metrics: Vec<Value> = function
+        .stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    assert_eq!(metrics.len(), 2, "{}", function.stdout());
+    let spec = &metrics[0]["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(spec["Namespace"], "EventRecorder");
+    let counts = |m: &Value| {
+        [
+            &m["BatchSize"],
+            &m["Stored"],
+            &m["Duplicates"],
+            &m["Failed"],
+        ]
+        .map(|v| v.as_u64())
+    };
+    assert_eq!(counts(&metrics[0]), [Some(6), Some(3), Some(1), Some(2)]);
+    assert_eq!(counts(&metrics[1]), [Some(6), Some(0), Some(4), Some(2)]);
+    assert_eq!(metrics[0]["FunctionName"], "event-recorder");
+
     let logs = function.output();
     assert!(
         logs.contains("m-garbage") && logs.contains("at least 32 are needed"),
