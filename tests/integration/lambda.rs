@@ -518,3 +518,51 @@ async fn database_down_at_start_then_up_and_a_backend_killed_mid_write() {
     replay_completes(&api, &db, &batch, &failed, &ids).await;
     assert!(function.is_running(), "{}", function.output());
 }
+
+#[tokio::test]
+async fn a_server_restarted_between_invocations_costs_nothing() {
+    use crate::support::local::{LocalServer, Options, PASSWORD};
+    // A cluster of its own, to stop and start (whatever source the rest use).
+    let server = std::thread::spawn(|| LocalServer::start(Options::default()))
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("this test needs PostgreSQL's server binaries: {e}"));
+    let mut client = crate::support::connect(&server.socket_config()).await;
+    event_recorder::schema::migrate(&mut client).await.unwrap();
+    drop(client);
+    let conn = format!(
+        "host=127.0.0.1 port={} user=postgres password={PASSWORD} dbname=postgres",
+        server.port()
+    );
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(&api, &env(&conn));
+    let batch = |round: &str| {
+        (0..10).fold(Batch::default(), |b, i| {
+            b.event(
+                &format!("{round}-m{i}"),
+                &audit_event(&format!("{round}-{i}")),
+            )
+        })
+    };
+    assert!(failures(api.invoke(&batch("before").sqs_event()).await).is_empty());
+
+    let server = std::thread::spawn(move || {
+        let mut server = server;
+        server.pause();
+        server.resume().map(|()| server)
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        failures(api.invoke(&batch("after").sqs_event()).await),
+        Vec::<String>::new()
+    );
+    let client = crate::support::connect(&server.socket_config()).await;
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM audit.audit_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 20, "{}", function.output());
+}
