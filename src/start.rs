@@ -103,6 +103,17 @@ pub async fn s3_function() -> Result<(Connection, crate::aws::s3::S3), StartErro
     Ok((Connection::open(database).await?, s3))
 }
 
+/// Kept back from Lambda's deadline, to answer it in time.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+
+/// The time an invocation may spend before it must answer.
+pub fn budget(deadline: std::time::SystemTime) -> Duration {
+    deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(DEADLINE_MARGIN)
+}
+
 /// How long start-up waits for the database.
 pub const START_CONNECT: Duration = Duration::from_secs(4);
 

@@ -27,14 +27,16 @@ async fn main() -> Result<(), Error> {
         Handler::S3Import => {
             let app = started(s3_import::Function::from_env().await).await;
             lambda_runtime::run(service_fn(move |e: LambdaEvent<S3Event>| async move {
-                app.handle(e.payload).await.map_err(Error::from)
+                let deadline = e.context.deadline();
+                app.handle(e.payload, deadline).await.map_err(Error::from)
             }))
             .await
         }
         Handler::IdpFraudUpload => {
             let app = started(fraud_csv::Function::from_env().await).await;
             lambda_runtime::run(service_fn(move |e: LambdaEvent<S3Event>| async move {
-                app.handle(e.payload).await.map_err(Error::from)
+                let deadline = e.context.deadline();
+                app.handle(e.payload, deadline).await.map_err(Error::from)
             }))
             .await
         }

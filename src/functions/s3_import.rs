@@ -285,7 +285,25 @@ impl Function {
         Ok(Self { connection, s3 })
     }
 
-    pub async fn handle(&self, event: S3Event) -> Result<Imported, FunctionError> {
+    /// Every object of the notification, answered before `deadline`
+    /// (Lambda's, less a margin): past it, the connection is dropped and the
+    /// invocation fails, leaving the object for the retry.
+    pub async fn handle(
+        &self,
+        event: S3Event,
+        deadline: std::time::SystemTime,
+    ) -> Result<Imported, FunctionError> {
+        match tokio::time::timeout(start::budget(deadline), self.import_all(event)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.connection.discard().await;
+                error!("the invocation's deadline came first; the object is kept");
+                Err(FunctionError::Deadline)
+            }
+        }
+    }
+
+    async fn import_all(&self, event: S3Event) -> Result<Imported, FunctionError> {
         let mut objects = Vec::new();
         for record in event.records {
             let bucket = record.s3.bucket.name.unwrap_or_default();
@@ -377,6 +395,8 @@ pub enum FunctionError {
     Import(#[from] ImportError),
     #[error("{0}")]
     Unreachable(String),
+    #[error("the invocation's deadline came before the import finished; the object is kept")]
+    Deadline,
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! batch answering with the IDs of the messages that failed
 //! (the `ReportBatchItemFailures` contract).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, warn};
@@ -13,9 +13,6 @@ use crate::recorder::{BatchReport, Message, Recorder};
 use crate::start::{self, Aws, Connection, StartError};
 
 pub use crate::config::VARIABLES;
-
-/// Kept back from Lambda's deadline to answer it in time.
-pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 
 pub struct App {
     recorder: Recorder,
@@ -66,10 +63,7 @@ impl App {
             })
             .collect();
 
-        let budget = deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or_default()
-            .saturating_sub(DEADLINE_MARGIN);
+        let budget = start::budget(deadline);
         let started = Instant::now();
         let report = match tokio::time::timeout(budget, self.record(&messages)).await {
             Ok(report) => report,

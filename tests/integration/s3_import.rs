@@ -279,3 +279,43 @@ async fn memory_stays_bounded_whatever_the_file_size() {
         "peak RSS {peak_mib} MiB for a {size_mib} MiB file: memory is not bounded"
     );
 }
+
+#[tokio::test]
+async fn a_silent_database_fails_the_invocation_before_its_deadline() {
+    let db = TestDb::new().await;
+    let (proxy, via_proxy) = db.behind_proxy().await;
+    let bucket = Bucket::new().await;
+    let api = RuntimeApi::start().await;
+    let _function = Function::spawn(&api, &env(&via_proxy));
+    let put = |name: &'static str| {
+        let bucket = &bucket;
+        async move {
+            let key = format!("import/{name}.jsonl");
+            bucket.put(&key, doc(&audit_event(name)), &[]).await;
+            key
+        }
+    };
+    let key = put("warm").await;
+    assert_eq!(
+        api.invoke(&bucket.created(&key)).await.body()["objects"][0]["stored"],
+        1
+    );
+
+    proxy.black_hole();
+    let key = put("silent").await;
+    let deadline = Duration::from_secs(3);
+    let sent = std::time::Instant::now();
+    match api.invoke_within(&bucket.created(&key), deadline).await {
+        Outcome::Error(e) => assert!(e.to_string().contains("deadline"), "{e}"),
+        Outcome::Response(r) => panic!("expected an error, got {r}"),
+    }
+    assert!(sent.elapsed() < deadline, "{:?}", sent.elapsed());
+    assert!(bucket.keys().await.contains(&key), "the object is kept");
+
+    proxy.heal();
+    assert_eq!(
+        api.invoke(&bucket.created(&key)).await.body()["objects"][0]["stored"],
+        1
+    );
+    assert_eq!(db.count("audit.audit_events").await, 2);
+}

@@ -132,6 +132,8 @@ impl From<S3Error> for Resume {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
+    #[error("the invocation's deadline came before the upload finished; the object is kept")]
+    Deadline,
     #[error("s3://{bucket}/{key}: {error}; the object is left in place")]
     Tags {
         bucket: String,
@@ -169,7 +171,26 @@ impl Function {
         Ok(Self { connection, s3 })
     }
 
-    pub async fn handle(&self, event: S3Event) -> Result<Vec<Uploaded>, UploadError> {
+    /// Every object of the notification, answered before `deadline`
+    /// (Lambda's, less a margin): past it, the connection is dropped and the
+    /// invocation fails, leaving the object for the retry (which resumes its
+    /// session).
+    pub async fn handle(
+        &self,
+        event: S3Event,
+        deadline: std::time::SystemTime,
+    ) -> Result<Vec<Uploaded>, UploadError> {
+        match tokio::time::timeout(start::budget(deadline), self.upload_all(event)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.connection.discard().await;
+                error!("the invocation's deadline came first; the object is kept");
+                Err(UploadError::Deadline)
+            }
+        }
+    }
+
+    async fn upload_all(&self, event: S3Event) -> Result<Vec<Uploaded>, UploadError> {
         let mut done = Vec::new();
         for record in event.records {
             let bucket = record.s3.bucket.name.unwrap_or_default();
