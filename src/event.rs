@@ -1,13 +1,19 @@
 //! The event JSON: required fields, the timestamp forms, and the values
 //! PostgreSQL would refuse, all checked before anything reaches the database.
 //!
+//! A timestamp is kept as PostgreSQL will hold it: fractions beyond the
+//! microsecond are truncated (`.1234567` becomes `.123456`, as the fraud-CSV
+//! upload does) and a leap second (`23:59:60.5`) is carried into the next
+//! minute. The stored row's key then equals the parsed one, which is how a
+//! new row is told from a duplicate.
+//!
 //! Errors name the field and the rule, never the value: event contents are
 //! personal data and must not reach logs through an error message.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Timelike};
 use serde_json::{Map, Value};
 
-/// A validated event. `timestamp` is UTC.
+/// A validated event. `timestamp` is UTC, in whole microseconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub event_id: String,
@@ -135,7 +141,7 @@ fn parse_timestamp(value: Option<Value>) -> Result<NaiveDateTime, EventError> {
             });
         }
     };
-    let naive = utc.naive_utc();
+    let naive = whole_microseconds(utc.naive_utc()).ok_or(EventError::TimestampOutOfRange)?;
     // PostgreSQL's `timestamp` starts at 4714-11-24 BC (proleptic Gregorian,
     // astronomical year -4713); its upper end is beyond chrono's.
     let earliest = NaiveDate::from_ymd_opt(-4713, 11, 24)
@@ -145,6 +151,23 @@ fn parse_timestamp(value: Option<Value>) -> Result<NaiveDateTime, EventError> {
         return Err(EventError::TimestampOutOfRange);
     }
     Ok(naive)
+}
+
+/// `t` as PostgreSQL stores it: the fraction truncated to whole microseconds
+/// (never rounded, so a time stays in its second) and chrono's leap second
+/// (second 59 with a fraction of 1 s or more) carried into the next minute,
+/// as its wire encoding, a count of microseconds, carries it.
+fn whole_microseconds(t: NaiveDateTime) -> Option<NaiveDateTime> {
+    const SECOND: u32 = 1_000_000_000;
+    let (t, nanos) = match t.nanosecond() {
+        n if n >= SECOND => (
+            t.with_nanosecond(0)?
+                .checked_add_signed(TimeDelta::seconds(1))?,
+            n - SECOND,
+        ),
+        n => (t, n),
+    };
+    t.with_nanosecond(nanos / 1_000 * 1_000)
 }
 
 /// Path of the first string or key holding U+0000 (PostgreSQL's text and
@@ -246,6 +269,41 @@ mod tests {
                 parse(&with("timestamp", given)).unwrap().timestamp,
                 utc(want)
             );
+        }
+    }
+
+    #[test]
+    fn fractions_are_truncated_to_microseconds() {
+        for (given, want) in [
+            ("2018-02-10T12:00:00.1234567Z", "2018-02-10 12:00:00.123456"),
+            (
+                "2018-02-10T12:00:00.123456789Z",
+                "2018-02-10 12:00:00.123456",
+            ),
+            (
+                "2018-02-10T13:00:00.999999999+01:00",
+                "2018-02-10 12:00:00.999999",
+            ),
+            // Before the epoch too: the fraction is cut, the second is kept.
+            ("1969-12-31T23:59:59.0000009Z", "1969-12-31 23:59:59"),
+            ("2018-02-10T12:00:00.000000999Z", "2018-02-10 12:00:00"),
+        ] {
+            let parsed = parse(&with("timestamp", json!(given))).unwrap().timestamp;
+            assert_eq!(parsed, utc(want), "{given}");
+            assert_eq!(parsed.nanosecond() % 1_000, 0, "{given}");
+        }
+    }
+
+    #[test]
+    fn leap_second_runs_into_the_next_minute() {
+        for (given, want) in [
+            ("2016-12-31T23:59:60Z", "2017-01-01 00:00:00"),
+            ("2016-12-31T23:59:60.5000001Z", "2017-01-01 00:00:00.5"),
+            ("2017-01-01T00:59:60.25+01:00", "2017-01-01 00:00:00.25"),
+        ] {
+            let parsed = parse(&with("timestamp", json!(given))).unwrap().timestamp;
+            assert_eq!(parsed, utc(want), "{given}");
+            assert!(parsed.nanosecond() < 1_000_000_000, "{given}");
         }
     }
 
