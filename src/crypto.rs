@@ -216,4 +216,95 @@ mod tests {
     fn debug_never_shows_the_key() {
         assert_eq!(format!("{:?}", key(32)), "DataKey(AES-256, redacted)");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        fn any_key() -> impl Strategy<Value = DataKey> {
+            prop_oneof![Just(16), Just(24), Just(32)]
+                .prop_flat_map(|len| vec(any::<u8>(), len))
+                .prop_map(|bytes| DataKey::new(bytes).unwrap())
+        }
+
+        /// The error each malformed body must get, decided from its length
+        /// alone; `None` when it reaches the cipher.
+        fn framing_error(body: &str) -> Option<DecryptError> {
+            let Ok(raw) = BASE64.decode(body.trim()) else {
+                return Some(DecryptError::NotBase64);
+            };
+            if raw.len() < 32 {
+                Some(DecryptError::TooShort { len: raw.len() })
+            } else if raw.len() % 16 != 0 {
+                Some(DecryptError::NotBlockAligned {
+                    len: raw.len() - 16,
+                })
+            } else {
+                None
+            }
+        }
+
+        /// Once framing passes, only padding or UTF-8 can be wrong: OpenSSL
+        /// never refuses a block-aligned input.
+        fn check(key: &DataKey, body: &str) -> Result<(), TestCaseError> {
+            let got = key.decrypt(body);
+            match framing_error(body) {
+                Some(want) => prop_assert_eq!(got, Err(want)),
+                None => prop_assert!(
+                    matches!(
+                        got,
+                        Ok(_) | Err(DecryptError::BadPadding | DecryptError::NotUtf8)
+                    ),
+                    "{:?}",
+                    got
+                ),
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn any_text_gets_a_result_or_its_error(key in any_key(), body in any::<String>()) {
+                check(&key, &body)?;
+            }
+
+            #[test]
+            fn base64_looking_text_gets_a_result_or_its_error(
+                key in any_key(),
+                body in "[A-Za-z0-9+/]{0,90}={0,3}[ \n]?",
+            ) {
+                check(&key, &body)?;
+            }
+
+            #[test]
+            fn any_bytes_get_a_result_or_their_error(
+                key in any_key(),
+                raw in prop_oneof![
+                    vec(any::<u8>(), 0..100),
+                    // Block-aligned, so the cipher runs and padding decides.
+                    vec(any::<[u8; 16]>(), 2..8).prop_map(|blocks| blocks.concat()),
+                ],
+            ) {
+                check(&key, &BASE64.encode(&raw))?;
+            }
+
+            #[test]
+            fn encrypt_then_decrypt_gives_the_plaintext(
+                key in any_key(),
+                iv in any::<[u8; 16]>(),
+                plain in prop_oneof![
+                    any::<String>().prop_map(String::into_bytes),
+                    vec(any::<u8>(), 0..100),
+                ],
+            ) {
+                let body = key.encrypt_with_iv(&plain, iv);
+                let raw = BASE64.decode(&body).unwrap();
+                prop_assert_eq!(&raw[..16], &iv[..]);
+                prop_assert_eq!(raw.len(), 16 + (plain.len() / 16 + 1) * 16);
+                let want = String::from_utf8(plain).map_err(|_| DecryptError::NotUtf8);
+                prop_assert_eq!(key.decrypt(&body), want);
+            }
+        }
+    }
 }

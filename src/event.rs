@@ -1,13 +1,19 @@
 //! The event JSON: required fields, the timestamp forms, and the values
 //! PostgreSQL would refuse, all checked before anything reaches the database.
 //!
+//! A timestamp is kept as PostgreSQL will hold it: fractions beyond the
+//! microsecond are truncated (`.1234567` becomes `.123456`, as the fraud-CSV
+//! upload does) and a leap second (`23:59:60.5`) is carried into the next
+//! minute. The stored row's key then equals the parsed one, which is how a
+//! new row is told from a duplicate.
+//!
 //! Errors name the field and the rule, never the value: event contents are
 //! personal data and must not reach logs through an error message.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Timelike};
 use serde_json::{Map, Value};
 
-/// A validated event. `timestamp` is UTC.
+/// A validated event. `timestamp` is UTC, in whole microseconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub event_id: String,
@@ -135,7 +141,7 @@ fn parse_timestamp(value: Option<Value>) -> Result<NaiveDateTime, EventError> {
             });
         }
     };
-    let naive = utc.naive_utc();
+    let naive = whole_microseconds(utc.naive_utc()).ok_or(EventError::TimestampOutOfRange)?;
     // PostgreSQL's `timestamp` starts at 4714-11-24 BC (proleptic Gregorian,
     // astronomical year -4713); its upper end is beyond chrono's.
     let earliest = NaiveDate::from_ymd_opt(-4713, 11, 24)
@@ -145,6 +151,23 @@ fn parse_timestamp(value: Option<Value>) -> Result<NaiveDateTime, EventError> {
         return Err(EventError::TimestampOutOfRange);
     }
     Ok(naive)
+}
+
+/// `t` as PostgreSQL stores it: the fraction truncated to whole microseconds
+/// (never rounded, so a time stays in its second) and chrono's leap second
+/// (second 59 with a fraction of 1 s or more) carried into the next minute,
+/// as its wire encoding, a count of microseconds, carries it.
+fn whole_microseconds(t: NaiveDateTime) -> Option<NaiveDateTime> {
+    const SECOND: u32 = 1_000_000_000;
+    let (t, nanos) = match t.nanosecond() {
+        n if n >= SECOND => (
+            t.with_nanosecond(0)?
+                .checked_add_signed(TimeDelta::seconds(1))?,
+            n - SECOND,
+        ),
+        n => (t, n),
+    };
+    t.with_nanosecond(nanos / 1_000 * 1_000)
 }
 
 /// Path of the first string or key holding U+0000 (PostgreSQL's text and
@@ -246,6 +269,41 @@ mod tests {
                 parse(&with("timestamp", given)).unwrap().timestamp,
                 utc(want)
             );
+        }
+    }
+
+    #[test]
+    fn fractions_are_truncated_to_microseconds() {
+        for (given, want) in [
+            ("2018-02-10T12:00:00.1234567Z", "2018-02-10 12:00:00.123456"),
+            (
+                "2018-02-10T12:00:00.123456789Z",
+                "2018-02-10 12:00:00.123456",
+            ),
+            (
+                "2018-02-10T13:00:00.999999999+01:00",
+                "2018-02-10 12:00:00.999999",
+            ),
+            // Before the epoch too: the fraction is cut, the second is kept.
+            ("1969-12-31T23:59:59.0000009Z", "1969-12-31 23:59:59"),
+            ("2018-02-10T12:00:00.000000999Z", "2018-02-10 12:00:00"),
+        ] {
+            let parsed = parse(&with("timestamp", json!(given))).unwrap().timestamp;
+            assert_eq!(parsed, utc(want), "{given}");
+            assert_eq!(parsed.nanosecond() % 1_000, 0, "{given}");
+        }
+    }
+
+    #[test]
+    fn leap_second_runs_into_the_next_minute() {
+        for (given, want) in [
+            ("2016-12-31T23:59:60Z", "2017-01-01 00:00:00"),
+            ("2016-12-31T23:59:60.5000001Z", "2017-01-01 00:00:00.5"),
+            ("2017-01-01T00:59:60.25+01:00", "2017-01-01 00:00:00.25"),
+        ] {
+            let parsed = parse(&with("timestamp", json!(given))).unwrap().timestamp;
+            assert_eq!(parsed, utc(want), "{given}");
+            assert!(parsed.nanosecond() < 1_000_000_000, "{given}");
         }
     }
 
@@ -359,6 +417,235 @@ mod tests {
         for text in bad {
             let message = Event::parse(&text).unwrap_err().to_string();
             assert!(!message.contains(secret), "{message}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use crate::route::{ExtraRow, route};
+        use proptest::collection::{btree_map, vec};
+        use proptest::prelude::*;
+
+        /// In every generated string value; no error may repeat it.
+        const MARKER: &str = "PERSONAL-7f3a";
+
+        const DETAIL_FIELDS: [&str; 9] = [
+            "pid",
+            "request_id",
+            "idp_entity_id",
+            "minimum_level_of_assurance",
+            "preferred_level_of_assurance",
+            "provided_level_of_assurance",
+            "transaction_entity_id",
+            "idp_fraud_event_id",
+            "gpg45_status",
+        ];
+
+        fn marked() -> impl Strategy<Value = String> {
+            ("\\PC{0,5}", "\\PC{0,5}", prop::bool::weighted(0.005)).prop_map(|(a, b, nul)| {
+                let nul = if nul { "\0" } else { "" };
+                format!("{a}{MARKER}{nul}{b}")
+            })
+        }
+
+        /// Keys are field names, which errors may name; values are not.
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                30 => "[a-z_]{1,8}",
+                30 => prop::sample::select(&DETAIL_FIELDS[..]).prop_map(str::to_owned),
+                1 => Just("k\0".to_owned()),
+            ]
+        }
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                marked().prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    vec(inner.clone(), 0..4).prop_map(Value::from),
+                    btree_map(key(), inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Mostly the right shape, sometimes absent, sometimes anything.
+        fn field(good: impl Strategy<Value = Value>) -> impl Strategy<Value = Option<Value>> {
+            prop_oneof![10 => good.prop_map(Some), 1 => Just(None), 1 => json().prop_map(Some)]
+        }
+
+        fn timestamp() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                1 => any::<i64>().prop_map(Value::from),
+                3 => (-62_000_000_000_000i64..300_000_000_000_000).prop_map(Value::from),
+                4 => concat!(
+                    "[0-9]{4}-[01][0-9]-[0-3][0-9][T ][0-2][0-9]:[0-5][0-9]:[0-6][0-9]",
+                    "(\\.[0-9]{1,12})?(Z|z|[+-][01][0-9]:[0-5][0-9])"
+                )
+                .prop_map(Value::from),
+                1 => marked().prop_map(Value::from),
+            ]
+        }
+
+        fn details() -> impl Strategy<Value = Value> {
+            let kind = prop_oneof![
+                3 => Just(Value::from("idp_authn_succeeded")),
+                3 => Just(Value::from("fraud_detected")),
+                1 => marked().prop_map(Value::from),
+            ];
+            let fields = DETAIL_FIELDS.map(|_| field(marked().prop_map(Value::from)));
+            (field(kind), fields, btree_map(key(), json(), 0..3)).prop_map(
+                |(kind, fields, extra)| {
+                    let mut map: Map<String, Value> = extra.into_iter().collect();
+                    map.extend(
+                        DETAIL_FIELDS
+                            .iter()
+                            .zip(fields)
+                            .filter_map(|(k, v)| Some((k.to_string(), v?))),
+                    );
+                    map.extend(kind.map(|v| ("session_event_type".to_owned(), v)));
+                    Value::Object(map)
+                },
+            )
+        }
+
+        /// Event-shaped objects, each field right, missing or wrong.
+        fn event_json() -> impl Strategy<Value = Value> {
+            let string = || field(marked().prop_map(Value::from));
+            let event_type = prop_oneof![
+                4 => Just(Value::from("session_event")),
+                1 => Just(Value::from("error_event")),
+                1 => marked().prop_map(Value::from),
+            ];
+            (
+                string(),
+                field(event_type),
+                field(timestamp()),
+                string(),
+                string(),
+                field(details()),
+                btree_map(key(), json(), 0..3),
+            )
+                .prop_map(|(id, kind, time, service, session, details, extra)| {
+                    let mut map: Map<String, Value> = extra.into_iter().collect();
+                    let named = [
+                        ("eventId", id),
+                        ("eventType", kind),
+                        ("timestamp", time),
+                        ("originatingService", service),
+                        ("sessionId", session),
+                        ("details", details),
+                    ];
+                    map.extend(
+                        named
+                            .into_iter()
+                            .filter_map(|(k, v)| Some((k.to_owned(), v?))),
+                    );
+                    Value::Object(map)
+                })
+        }
+
+        fn assert_quiet<E: std::fmt::Display + std::fmt::Debug>(
+            e: &E,
+        ) -> Result<(), TestCaseError> {
+            for text in [e.to_string(), format!("{e:?}")] {
+                prop_assert!(!text.contains(MARKER), "{}", text);
+            }
+            Ok(())
+        }
+
+        /// Parses and routes `text`: it must end in a record (whole
+        /// microseconds, the extra row its kind calls for) or in an error
+        /// that quotes no value.
+        fn parse_and_route(text: &str) -> Result<(), TestCaseError> {
+            let event = match Event::parse(text) {
+                Ok(event) => event,
+                Err(e) => {
+                    return assert_quiet(&e);
+                }
+            };
+            let t = event.timestamp;
+            prop_assert!(t.nanosecond() < 1_000_000_000 && t.nanosecond() % 1_000 == 0);
+            match route(event.clone()) {
+                Ok(record) => {
+                    prop_assert_eq!(&record.event, &event);
+                    if event.event_type != "session_event" {
+                        prop_assert_eq!(&record.extra, &None);
+                    }
+                    let kind = event
+                        .details
+                        .get("session_event_type")
+                        .and_then(Value::as_str);
+                    match (&record.extra, kind) {
+                        (None, _)
+                        | (Some(ExtraRow::Billing(_)), Some("idp_authn_succeeded"))
+                        | (Some(ExtraRow::Fraud(_)), Some("fraud_detected")) => {}
+                        (extra, kind) => prop_assert!(false, "{:?} routed as {:?}", kind, extra),
+                    }
+                }
+                Err(e) => assert_quiet(&e)?,
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn event_shaped_json_gets_a_record_or_a_quiet_error(value in event_json()) {
+                let text = value.to_string();
+                parse_and_route(&text)?;
+                // Text and a tree already parsed get the same error. (Not the
+                // same event: a float in `details` may change in its last
+                // digit on the way through text.)
+                prop_assert_eq!(Event::parse(&text).err(), Event::from_value(value).err());
+            }
+
+            #[test]
+            fn any_json_gets_a_record_or_a_quiet_error(value in json()) {
+                parse_and_route(&value.to_string())?;
+            }
+
+            #[test]
+            fn any_text_gets_a_record_or_an_error(text in any::<String>()) {
+                parse_and_route(&text)?;
+            }
+
+            #[test]
+            fn damaged_event_text_gets_a_record_or_a_quiet_error(
+                value in event_json(),
+                cut in any::<prop::sample::Index>(),
+                insert in "\\PC{0,3}",
+            ) {
+                let text = value.to_string();
+                let mut at = cut.index(text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                parse_and_route(&format!("{}{insert}", &text[..at]))?;
+            }
+
+            #[test]
+            fn rfc3339_times_lose_at_most_the_sub_microsecond_part(time in timestamp()) {
+                let mut event = base();
+                event["timestamp"] = time.clone();
+                let (Ok(event), Some(text)) = (parse(&event), time.as_str()) else {
+                    return Ok(());
+                };
+                let exact = DateTime::parse_from_rfc3339(text).unwrap().naive_utc();
+                if exact.nanosecond() < 1_000_000_000 {
+                    let lost = exact - event.timestamp;
+                    prop_assert!(
+                        lost >= TimeDelta::zero() && lost < TimeDelta::microseconds(1),
+                        "{}",
+                        text
+                    );
+                }
+            }
         }
     }
 }

@@ -384,3 +384,39 @@ async fn refused_messages_are_isolated_in_few_transactions() {
     }
     assert_eq!(db.count("audit.audit_events").await, 2 * 10_000 - 4);
 }
+
+#[tokio::test]
+async fn sub_microsecond_and_leap_second_timestamps_are_stored_then_duplicate() {
+    let db = TestDb::new().await;
+    let mut fine = audit_event("fine");
+    fine["timestamp"] = json!("2018-02-10T12:00:00.1234567Z");
+    let mut nanos = billing_event("nanos");
+    nanos["timestamp"] = json!("2018-02-10T13:00:00.999999999+01:00");
+    let mut leap = audit_event("leap");
+    leap["timestamp"] = json!("2016-12-31T23:59:60.5Z");
+    let batch = Batch::default()
+        .event("m1", &fine)
+        .event("m2", &nanos)
+        .event("m3", &leap);
+    assert_eq!(record(&db, &batch).await, report(&[], 3, 0));
+    assert_eq!(record(&db, &batch).await, report(&[], 0, 3));
+    let rows = db
+        .client()
+        .await
+        .query(
+            "SELECT event_id, time_stamp::text FROM audit.audit_events ORDER BY event_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        got,
+        [
+            ("fine".into(), "2018-02-10 12:00:00.123456".into()),
+            ("leap".into(), "2017-01-01 00:00:00.5".into()),
+            ("nanos".into(), "2018-02-10 12:00:00.999999".into()),
+        ]
+    );
+    assert_eq!(db.row_counts().await, [3, 1, 0]);
+}
