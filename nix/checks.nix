@@ -30,7 +30,8 @@
   # The README's `cargo test --locked`. The sandbox has no Docker: the harness's
   # local-binaries path starts a throwaway cluster from nixpkgs' postgresql (initdb and
   # postgres on PATH; not root in the sandbox, so it runs as the build user). moto comes
-  # from nixpkgs instead of the harness's pip install (no PyPI in the sandbox); with
+  # from nixpkgs instead of the harness's pip install (no PyPI in the sandbox), PgBouncer
+  # from nixpkgs too; with
   # EVENT_RECORDER_MOTO_SERVER set, the botocore test uses `python3` from PATH: pythonEnv.
   tests = craneLib.cargoTest (
     commonArgs
@@ -38,6 +39,7 @@
       inherit cargoArtifacts;
       nativeBuildInputs = commonArgs.nativeBuildInputs ++ [
         pkgs.postgresql
+        pkgs.pgbouncer # the pooler tests run it in transaction mode
         pythonEnv
         pkgs.writableTmpDirAsHomeHook
       ];

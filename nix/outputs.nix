@@ -131,6 +131,7 @@ in
       cargo-zigbuild
       pkgs.cargo-nextest
       pkgs.postgresql
+      pkgs.pgbouncer
       pkgs.docker-client
       pkgs.perl
     ];
