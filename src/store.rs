@@ -96,6 +96,9 @@ const INSERT_FRAUD: &str = "
 /// A database connection that inserts records.
 pub struct Store {
     client: Client,
+    /// Set when an error said the connection is gone, before the client
+    /// itself has noticed.
+    lost: bool,
 }
 
 /// Keys of the rows a call actually inserted (absent ones already existed).
@@ -125,7 +128,10 @@ impl Store {
     /// Wraps a connected client. Nothing is sent to the server (the
     /// `Result` is kept for callers).
     pub async fn new(client: Client) -> Result<Self, tokio_postgres::Error> {
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            lost: false,
+        })
     }
 
     pub fn client(&self) -> &Client {
@@ -136,13 +142,24 @@ impl Store {
         &mut self.client
     }
 
-    /// False once the server or the network has dropped the connection.
+    /// True once the server or the network has dropped the connection.
     pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.lost || self.client.is_closed()
     }
 
     /// Inserts all rows of `records` in one transaction: all or nothing.
     pub async fn insert(&mut self, records: &[&Record]) -> Result<Inserted, tokio_postgres::Error> {
+        let inserted = self.insert_once(records).await;
+        if let Err(e) = &inserted {
+            self.lost |= connection_lost(e);
+        }
+        inserted
+    }
+
+    async fn insert_once(
+        &mut self,
+        records: &[&Record],
+    ) -> Result<Inserted, tokio_postgres::Error> {
         // A fixed key order keeps concurrent writers from deadlocking.
         let mut records = records.to_vec();
         records.sort_by(|a, b| {
@@ -177,6 +194,15 @@ impl Store {
             fraud: fraud_rows.iter().map(|r| r.get(0)).collect(),
         })
     }
+}
+
+/// The connection is gone, even if the client has not noticed yet: closed,
+/// or the server said so (class 08, connection exception; 57, the session
+/// terminated by an operator or a shutdown).
+pub fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.as_db_error()
+            .is_some_and(|db| matches!(&db.code().code()[..2], "08" | "57"))
 }
 
 /// Runs `insert` as an unnamed statement with its parameter types.

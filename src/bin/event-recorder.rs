@@ -214,7 +214,10 @@ fn encrypt(key: &str, sqs_event: bool, file: Option<PathBuf>) -> Result {
 
 async fn invoke(file: &PathBuf) -> Result {
     let event: SqsEvent = serde_json::from_str(&std::fs::read_to_string(file)?)?;
-    let app = App::start(Config::from_env()?).await?;
+    let mut config = Config::from_env()?;
+    // stdout carries the batch response; metrics lines are for CloudWatch.
+    config.metrics_namespace = Some("none".into());
+    let app = App::start(config).await?;
     // As long as Lambda's longest timeout.
     let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(900);
     let response = app.handle(event, deadline).await?;
