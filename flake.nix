@@ -21,10 +21,13 @@
       ...
     }:
     let
-      # Hosts. The zip always targets x86_64-unknown-linux-gnu (zig cross-compiles on aarch64).
+      # Hosts. Each builds both zips (x86_64 and arm64 Amazon Linux): zig cross-compiles.
+      # The darwin hosts have not been run (see nix/README.md).
       systems = [
         "x86_64-linux"
         "aarch64-linux"
+        "aarch64-darwin"
+        "x86_64-darwin"
       ];
       perSystem = nixpkgs.lib.genAttrs systems (
         system:

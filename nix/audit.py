@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Audit gate for the Lambda `bootstrap` (Python 3 stdlib only; parses the ELF itself).
 
-usage: audit.py [--floor 2.26] [--forbid PATH]... [--json FILE] BINARY
+usage: audit.py [--arch x86_64|arm64] [--floor 2.26] [--forbid PATH]... [--json FILE] BINARY
        audit.py --self-test
 
 Offences (each is named, exit status 1 if any):
-  * ELF interpreter other than /lib64/ld-linux-x86-64.so.2 (or not an x86-64 ELF64)
+  * an ELF machine other than the architecture's (x86-64 or AArch64, ELF64), or an
+    interpreter other than its loader (nix/pins.json: architectures.<arch>)
   * a DT_NEEDED library outside glibc's own set and libgcc_s
   * a GLIBC_x.y version need (.gnu.version_r) above the floor
   * a build-machine path in the file: each --forbid PATH, plus $HOME, $CARGO_HOME,
@@ -18,9 +19,19 @@ import re
 import struct
 import sys
 
-INTERP = "/lib64/ld-linux-x86-64.so.2"
-ALLOWED_NEEDED = {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0",
-                  "librt.so.1", "ld-linux-x86-64.so.2", "libgcc_s.so.1"}
+PINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pins.json")
+# glibc's own libraries and libgcc_s; the architecture's loader is added per arch
+GLIBC_LIBS = {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1",
+              "libgcc_s.so.1"}
+
+
+def arch_pins(arch):
+    with open(PINS) as f:
+        arches = json.load(f)["architectures"]
+    if arch.startswith("_") or arch not in arches:
+        raise SystemExit(f"audit: unknown architecture {arch!r} (nix/pins.json has "
+                         f"{', '.join(a for a in arches if not a.startswith('_'))})")
+    return arches[arch]
 PT_INTERP, SHT_DYNAMIC, SHT_DYNSYM = 3, 6, 11
 SHT_VERNEED, SHT_VERSYM = 0x6FFFFFFE, 0x6FFFFFFF
 DT_NEEDED, VER_FLG_WEAK, STB_WEAK = 1, 0x2, 2
@@ -96,16 +107,17 @@ def parse_elf(data):
     return out
 
 
-def audit(path, floor, forbid):
+def audit(path, floor, forbid, arch="x86_64"):
+    want = arch_pins(arch)
     data = open(path, "rb").read()
     info = parse_elf(data)
     offences = []
-    if info["machine"] != 62:
-        offences.append(f"ELF machine {info['machine']} is not x86-64")
-    if info["interp"] != INTERP:
-        offences.append(f"ELF interpreter {info['interp']!r}, expected {INTERP}")
+    if info["machine"] != want["elf_machine"]:
+        offences.append(f"ELF machine {info['machine']} is not {arch} ({want['elf_machine']})")
+    if info["interp"] != want["interpreter"]:
+        offences.append(f"ELF interpreter {info['interp']!r}, expected {want['interpreter']}")
     for lib in info["needed"]:
-        if lib not in ALLOWED_NEEDED:
+        if lib not in GLIBC_LIBS | {want["loader"]}:
             offences.append(f"NEEDED {lib} is not part of glibc/libgcc_s")
     glibc = {v: d for v, d in info["versions"].items()
              if re.fullmatch(r"GLIBC_\d+(\.\d+)+", v)}
@@ -123,7 +135,7 @@ def audit(path, floor, forbid):
     strong = [v for v, d in glibc.items() if d["syms"] > d["weak_syms"]]
     hi_strong = max(strong, key=lambda v: vkey(v[6:]), default=None)
     summary = {
-        "file": path, "size": len(data), "interp": info["interp"],
+        "file": path, "architecture": arch, "size": len(data), "interp": info["interp"],
         "needed": info["needed"], "glibc_floor": floor,
         "highest_glibc": hi, "highest_glibc_non_weak": hi_strong,
         "weak_only_versions": sorted((v for v in glibc if v not in strong), key=lambda v: vkey(v[6:])),
@@ -133,7 +145,7 @@ def audit(path, floor, forbid):
 
 
 def report(s):
-    print(f"audit: {s['file']} ({s['size']} bytes)")
+    print(f"audit: {s['file']} ({s['architecture']}, {s['size']} bytes)")
     print(f"  interpreter: {s['interp']}")
     print(f"  NEEDED: {', '.join(s['needed'])}")
     print(f"  highest GLIBC version: {s['highest_glibc']} (non-weak: {s['highest_glibc_non_weak']};"
@@ -144,17 +156,20 @@ def report(s):
 
 
 def self_test():
-    """Debian 12's /bin/ls needs GLIBC_2.33+ and libselinux: must fail at floor 2.26."""
+    """Debian 12's /bin/ls needs GLIBC_2.33+ and libselinux: must fail at floor 2.26,
+    and, being an x86-64 binary, must fail as an arm64 one."""
     ls = "/bin/ls"
     s = audit(ls, "2.26", ["/usr/share/locale"])
     report(s)
     text = "\n".join(s["offences"])
     assert "libc.so.6" in s["needed"], "parser did not find libc.so.6 in NEEDED"
-    assert s["interp"] == INTERP, "parser did not read PT_INTERP"
+    assert s["interp"] == arch_pins("x86_64")["interpreter"], "parser did not read PT_INTERP"
     assert "above the glibc floor 2.26" in text, "GLIBC floor check did not fire"
     assert "/usr/share/locale" in text, "path scan did not fire"
     ok = audit(ls, s["highest_glibc"][6:], [])
     assert not any("floor" in o for o in ok["offences"]), "floor == highest must pass"
+    arm = "\n".join(audit(ls, s["highest_glibc"][6:], [], "arm64")["offences"])
+    assert "ELF machine 62 is not arm64" in arm and "ld-linux-aarch64" in arm, arm
     print("self-test: ok (/bin/ls rejected at floor 2.26 as expected)")
 
 
@@ -162,6 +177,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("binary", nargs="?")
     ap.add_argument("--floor", default="2.26")
+    ap.add_argument("--arch", default="x86_64")
     ap.add_argument("--forbid", action="append", default=[])
     ap.add_argument("--json", help="write the summary here")
     ap.add_argument("--self-test", action="store_true")
@@ -172,7 +188,7 @@ def main():
         ap.error("BINARY required")
     forbid = a.forbid + ["/nix/store"] + [os.environ[k] for k in ("HOME", "CARGO_HOME", "CARGO_TARGET_DIR")
                                           if os.environ.get(k)]
-    s = audit(a.binary, a.floor, forbid)
+    s = audit(a.binary, a.floor, forbid, a.arch)
     report(s)
     if a.json:
         with open(a.json, "w") as f:

@@ -1,21 +1,21 @@
 # The Lambda's `bootstrap`: the very bytes inside the zip (extracted, not rebuilt), checked
-# against the bootstrap_sha256 that build-zip.sh recorded in manifest.json. An x86-64
-# glibc executable for Amazon Linux (interpreter /lib64/ld-linux-x86-64.so.2): it is the
-# artifact, not something to run on NixOS.
+# against the bootstrap_sha256 that build-zip.sh recorded in manifest.json. A glibc
+# executable for Amazon Linux on the zip's architecture (interpreter from
+# pins.architectures): it is the artifact, not something to run on NixOS.
 {
   runCommandLocal,
   python3,
   lambdaZip,
   pins,
 }:
-runCommandLocal "event-recorder-bootstrap"
+runCommandLocal "event-recorder-bootstrap-${lambdaZip.arch}"
   {
     nativeBuildInputs = [ python3 ];
     meta.mainProgram = pins.zip.entry;
   }
   ''
     mkdir -p "$out/bin"
-    python3 - ${lambdaZip} ${pins.zip.name} ${pins.zip.entry} "$out/bin/${pins.zip.entry}" <<'PY'
+    python3 - ${lambdaZip} ${lambdaZip.zipName} ${pins.zip.entry} "$out/bin/${pins.zip.entry}" <<'PY'
     import hashlib, json, os, sys, zipfile
     zdir, name, entry, dest = sys.argv[1:]
     want = json.load(open(os.path.join(zdir, "manifest.json")))["bootstrap_sha256"]

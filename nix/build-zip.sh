@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # THE recipe: source -> byte-identical, Amazon-Linux-compatible Lambda zip.
-#   nix/build-zip.sh [--glibc 2.26|2.34] [--out DIR]        (default out dir: <checkout>/out)
+#   nix/build-zip.sh [--arch x86_64|arm64] [--glibc 2.26|2.34] [--out DIR]
+# (defaults: x86_64, glibc 2.26, <checkout>/out). The zip's name says its architecture.
 # Needs cargo/rustc (rust-toolchain.toml's channel), python3, and zig + cargo-zigbuild at
 # the versions in nix/pins.json; when those two are missing/wrong and
 # EVENT_RECORDER_NO_FETCH is unset, nix/fetch-tools.sh fetches them (sha256-verified).
@@ -20,17 +21,23 @@ for k in sys.argv[2].split("."): v=v[k]
 print(" ".join(v) if isinstance(v,list) else v)' "$pins" "$1"; }
 
 glibc=$(pin glibc.default)
+arch=$(pin default_architecture)
 out=$src/out
 while [ $# -gt 0 ]; do
     case $1 in
+        --arch) arch=${2:?}; shift 2 ;;
         --glibc) glibc=${2:?}; shift 2 ;;
         --out) out=${2:?}; shift 2 ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) die "unknown argument $1" ;;
     esac
 done
 case " $(pin glibc.allowed) " in *" $glibc "*) ;; *) die "--glibc $glibc not in: $(pin glibc.allowed)" ;; esac
-target=$(pin target)
+arches=$(python3 -c 'import json,sys
+print(" ".join(k for k in json.load(open(sys.argv[1]))["architectures"] if not k.startswith("_")))' "$pins")
+case " $arches " in *" $arch "*) ;; *) die "--arch $arch not in: $arches" ;; esac
+target=$(pin "architectures.$arch.target")
+zig_target=$(pin "architectures.$arch.zig_target")
 zig_ver=$(pin zig.version)
 czb_ver=$(pin cargo_zigbuild.version)
 
@@ -54,6 +61,13 @@ channel=$(python3 -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1],"r
 rustc_v=$(rustc --version); cargo_v=$(cargo --version)
 case $rustc_v in "rustc $channel "*) ;; *) die "rustc mismatch: '$rustc_v', rust-toolchain.toml wants $channel" ;; esac
 case $cargo_v in "cargo $channel "*) ;; *) die "cargo mismatch: '$cargo_v', rust-toolchain.toml wants $channel" ;; esac
+# the target's standard library (listed in rust-toolchain.toml; an older rustup may not
+# have added it to an already installed toolchain)
+if ! [ -d "$(rustc --print target-libdir --target "$target")" ]; then
+    command -v rustup >/dev/null || die "no standard library for $target in $(rustc --print sysroot)"
+    log "rustup target add $target"
+    rustup target add "$target" >&2
+fi
 
 # --- environment: drop ambient inputs that would change the bytes
 for v in $(awk 'BEGIN { for (k in ENVIRON) print k }'); do
@@ -86,20 +100,25 @@ export RUSTFLAGS=$rustflags
 # C: OpenSSL is compiled by a wrapper selected by NAME (see nix/cc/event-recorder-zigcc)
 ccbin=$CARGO_TARGET_DIR/event-recorder-cc
 mkdir -p "$ccbin"
-ln -sfn "$here/cc/event-recorder-zigcc" "$ccbin/event-recorder-zigcc-$glibc"
-ln -sfn "$here/cc/event-recorder-zigcc" "$ccbin/event-recorder-zigcxx-$glibc"
+ln -sfn "$here/cc/event-recorder-zigcc" "$ccbin/event-recorder-zigcc-$zig_target.$glibc"
+ln -sfn "$here/cc/event-recorder-zigcc" "$ccbin/event-recorder-zigcxx-$zig_target.$glibc"
 export PATH=$ccbin:$PATH
 tvar=${target//-/_}
-export "CC_$tvar=event-recorder-zigcc-$glibc" "CXX_$tvar=event-recorder-zigcxx-$glibc"
+export "CC_$tvar=event-recorder-zigcc-$zig_target.$glibc" "CXX_$tvar=event-recorder-zigcxx-$zig_target.$glibc"
 export OPENSSL_CONFIG_DIR=$(pin openssl.openssldir)       # openssl-src --openssldir
 export EVENT_RECORDER_ENGINESDIR=$(pin openssl.enginesdir) EVENT_RECORDER_MODULESDIR=$(pin openssl.modulesdir)
 
 offline=()
 [ -n "${EVENT_RECORDER_OFFLINE:-}" ] && offline=(--offline)
 log "cargo zigbuild --target $target.$glibc (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH, target dir $CARGO_TARGET_DIR)"
-cargo zigbuild --release --locked ${offline[@]+"${offline[@]}"} --bin bootstrap \
+cargo zigbuild --release --locked ${offline[@]+"${offline[@]}"} -p event-recorder --bin bootstrap \
     --features vendored-openssl --target "$target.$glibc"
 bin=$CARGO_TARGET_DIR/$target/release/bootstrap
+# The zip writer (nix/zip-writer), for this host, by the same toolchain and Cargo.lock:
+# its deflate is pure Rust, so the zip's bytes do not depend on the host's zlib.
+log "cargo build -p event-recorder-zip (host)"
+cargo build --release --locked ${offline[@]+"${offline[@]}"} -p event-recorder-zip
+zipper=$CARGO_TARGET_DIR/release/event-recorder-zip
 
 # --- audit gate, then stage everything and publish only on success
 mkdir -p "$out"
@@ -107,26 +126,34 @@ out=$(cd "$out" && pwd -P)
 stage=$(mktemp -d "$out/.stage-XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 install -m 0755 "$bin" "$stage/bootstrap"
-python3 "$here/audit.py" --floor "$glibc" --json "$stage/audit.json" \
+python3 "$here/audit.py" --arch "$arch" --floor "$glibc" --json "$stage/audit.json" \
     --forbid "$src" --forbid "$CARGO_HOME" --forbid "$CARGO_TARGET_DIR" --forbid "${HOME:-/}" \
     --forbid "$sysroot" --forbid "$(dirname "$(command -v zig)")" \
     --forbid "$(dirname "$(command -v cargo-zigbuild)")" "$stage/bootstrap" ||
     die "audit gate failed: no zip written"
-zipname=$(pin zip.name)
-zlib_v=$(python3 "$here/mkzip.py" "$stage/bootstrap" "$stage/$zipname" "$(pin zip.entry)")
-(cd "$stage" && sha256sum "$zipname" > "$zipname.sha256")
+zipname=$(pin "architectures.$arch.zip_name")
+level=$(pin zip.deflate_level)
+"$zipper" "$stage/bootstrap" "$stage/$zipname" "$(pin zip.entry)" --level "$level" >/dev/null
+# The manifest records only what the pins decide (rust-toolchain.toml, pins.json,
+# Cargo.lock) and what was built: no host paths, names, times or library versions.
 python3 - "$stage" "$zipname" <<EOF
-import hashlib, json, re, sys
+import base64, hashlib, json, re, sys
 stage, zipname = sys.argv[1], sys.argv[2]
-sha = lambda p: hashlib.sha256(open(p, "rb").read()).hexdigest()
+digest = lambda p: hashlib.sha256(open(p, "rb").read()).digest()
+sha = lambda p: digest(p).hex()
 lock = open("Cargo.lock").read()
-ossl = re.search(r'name = "openssl-src"\nversion = "([^"]+)"', lock).group(1)
+locked = lambda name: re.search(r'name = "%s"\nversion = "([^"]+)"' % name, lock).group(1)
+ossl = locked("openssl-src")
 audit = json.load(open(f"{stage}/audit.json"))
+# sha256sum's format, written here so the recipe needs no GNU coreutils (macOS hosts)
+open(f"{stage}/{zipname}.sha256", "w").write(f"{sha(f'{stage}/{zipname}')}  {zipname}\n")
 json.dump({
     "zip": zipname, "zip_sha256": sha(f"{stage}/{zipname}"),
+    # the form Lambda reports as CodeSha256 (GetFunction, UpdateFunctionCode)
+    "zip_sha256_base64": base64.b64encode(digest(f"{stage}/{zipname}")).decode(),
     "zip_size": len(open(f"{stage}/{zipname}", "rb").read()),
     "bootstrap_sha256": sha(f"{stage}/bootstrap"), "bootstrap_size": audit["size"],
-    "target": "$target", "glibc_floor": "$glibc",
+    "architecture": "$arch", "target": "$target", "glibc_floor": "$glibc",
     "highest_glibc": audit["highest_glibc"], "highest_glibc_non_weak": audit["highest_glibc_non_weak"],
     "needed": audit["needed"],
     "openssl": {"version": ossl.split("+")[-1], "openssl_src_crate": ossl,
@@ -134,7 +161,9 @@ json.dump({
     "cargo_lock_sha256": sha("Cargo.lock"),
     "source_date_epoch": int("$SOURCE_DATE_EPOCH"),
     "toolchain": {"rustc": "$rustc_v", "cargo": "$cargo_v", "zig": "$zig_ver",
-                  "cargo-zigbuild": "$czb_ver", "deflate": "$zlib_v"},
+                  "cargo-zigbuild": "$czb_ver"},
+    "zip_writer": {"crate": "event-recorder-zip", "deflate": "miniz_oxide " + locked("miniz_oxide"),
+                   "level": $level},
 }, open(f"{stage}/manifest.json", "w"), indent=2)
 EOF
 for f in "$zipname" "$zipname.sha256" manifest.json; do mv -f "$stage/$f" "$out/$f"; done

@@ -7,6 +7,8 @@
 #   LANG=de_DE.UTF-8, umask 077, and, when run as root, user nobody with its own HOME.
 #   If the tools cache / Rust toolchain are not readable by nobody (e.g. under /root,
 #   mode 0700), B gets private copies of them: another variation, not a shortcut.
+#   B's Python cannot import zlib: the recipe must not need the host's deflate.
+# Both the zips and the manifest.json files must be byte-identical.
 # Both builds copy the working tree (tracked + untracked, not ignored), so it works
 # before commit. $W = ${EVENT_RECORDER_REPRO_DIR:-mktemp}; kept on failure (KEEP=1: always).
 # On mismatch: diffoscope if present, else a diff of `strings` of the two binaries.
@@ -70,10 +72,17 @@ mkdir -p "$W/b/cargo-home/registry"
 for d in index cache; do
     [ -d "$chome/registry/$d" ] && cp -a "$chome/registry/$d" "$W/b/cargo-home/registry/"
 done
+# a Python without zlib for B (a sitecustomize that blocks the module)
+mkdir -p "$W/b/python-no-zlib"
+cat > "$W/b/python-no-zlib/sitecustomize.py" <<'PY'
+import sys
+sys.modules["zlib"] = None  # `import zlib` now raises ImportError
+PY
 [ ${#runas[@]} -gt 0 ] && chown -R "$user:$group" "$W/b"
 log "build B${runas:+ as $user}"
 start=$(date +%s)
 env -i HOME="$W/b/home" PATH="$bpath" TZ=Pacific/Kiritimati LANG=de_DE.UTF-8 \
+    PYTHONPATH="$W/b/python-no-zlib" \
     CARGO_HOME="$W/b/cargo-home" CARGO_TARGET_DIR="$W/b/target-two" \
     ${runas[@]+"${runas[@]}"} bash -c 'umask 077 && cd "$1" && shift && nix/build-zip.sh "$@"' _ \
     "$W/b/second-checkout/event-recorder" ${args[@]+"${args[@]}"} --out "$W/b/out"
@@ -83,12 +92,14 @@ ha=$(cut -d' ' -f1 "$W"/a/out/*.zip.sha256)
 hb=$(cut -d' ' -f1 "$W"/b/out/*.zip.sha256)
 echo "A $ha  ($W/a/src)"
 echo "B $hb  ($W/b/second-checkout/event-recorder)"
-if [ "$ha" = "$hb" ]; then
-    echo "reproducible: identical zip sha256"
+if [ "$ha" = "$hb" ] && cmp -s "$W/a/out/manifest.json" "$W/b/out/manifest.json"; then
+    echo "reproducible: identical zip sha256 and manifest.json"
     [ -n "${KEEP:-}" ] || rm -rf "$W"
     exit 0
 fi
 echo "NOT reproducible (kept $W)" >&2
+diff "$W/a/out/manifest.json" "$W/b/out/manifest.json" >&2 || true
+[ "$ha" = "$hb" ] && exit 1   # only the manifests differ
 mkdir -p "$W/diff/a" "$W/diff/b"
 (cd "$W/diff/a" && python3 -m zipfile -e "$W"/a/out/*.zip .)
 (cd "$W/diff/b" && python3 -m zipfile -e "$W"/b/out/*.zip .)

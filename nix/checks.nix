@@ -9,7 +9,9 @@
   cargoArtifacts,
   pythonEnv,
   lambdaZip,
+  lambdaZipArm64,
   bootstrap,
+  bootstrapArm64,
   zipSrc,
   pins,
 }:
@@ -50,7 +52,7 @@
     }
   );
 
-  # nix/audit.py again, on the binary as shipped (extracted from the zip), plus a
+  # nix/audit.py again, on each binary as shipped (extracted from its zip), plus a
   # negative control so this check can fail: a nixpkgs executable (store-path
   # interpreter, /nix/store strings) must be rejected.
   audit =
@@ -59,7 +61,10 @@
         nativeBuildInputs = [ pkgs.python3 ];
       }
       ''
-        python3 ${zipSrc}/nix/audit.py --floor ${lambdaZip.glibc} ${bootstrap}/bin/${pins.zip.entry}
+        for shipped in "${lambdaZip.arch} ${bootstrap}" "${lambdaZipArm64.arch} ${bootstrapArm64}"; do
+          set -- $shipped
+          python3 ${zipSrc}/nix/audit.py --arch "$1" --floor ${lambdaZip.glibc} "$2/bin/${pins.zip.entry}"
+        done
         if python3 ${zipSrc}/nix/audit.py --floor ${lambdaZip.glibc} ${pkgs.coreutils}/bin/ls > control.log; then
           cat control.log
           echo "audit.py accepted ${pkgs.coreutils}/bin/ls: the gate cannot fail" >&2
@@ -72,4 +77,5 @@
       '';
 
   lambda-zip = lambdaZip;
+  lambda-zip-arm64 = lambdaZipArm64;
 }

@@ -40,11 +40,24 @@ download() {
     mv -f "$out.part" "$out"
 }
 
+# the host as Nix names systems (the keys of zig.wheels)
 case "$(uname -m)" in
-    x86_64|amd64) host=x86_64-linux ;;
-    aarch64|arm64) host=aarch64-linux ;;
-    *) log "no zig wheel pinned for host $(uname -m)"; exit 1 ;;
+    x86_64|amd64) cpu=x86_64 ;;
+    aarch64|arm64) cpu=aarch64 ;;
+    *) cpu=$(uname -m) ;;
 esac
+case "$(uname -s)" in
+    Linux) host=$cpu-linux ;;
+    Darwin) host=$cpu-darwin ;;
+    *) host=$cpu-$(uname -s) ;;
+esac
+case $host in
+    x86_64-linux|aarch64-linux|x86_64-darwin|aarch64-darwin) ;;
+    *) log "no zig wheel pinned for host $host"; exit 1 ;;
+esac
+# rename DIR into place unless another run got there first (then keep the winner);
+# portable, unlike GNU mv -T
+publish() { python3 -c 'import os,sys; os.rename(sys.argv[1], sys.argv[2])' "$1" "$2" 2>/dev/null || rm -rf "$1"; }
 
 # --- zig: the ziglang wheel is a plain zip with ziglang/zig + ziglang/lib
 zig_ver=$(pin zig.version)
@@ -67,7 +80,7 @@ with zipfile.ZipFile(sys.argv[1]) as z:
 os.chmod(os.path.join(sys.argv[2], "ziglang", "zig"), 0o755)
 EOF
     chmod -R a+rX "$tmp"
-    mv -T "$tmp" "$zig_dir" 2>/dev/null || rm -rf "$tmp"   # lost a race: keep the winner
+    publish "$tmp" "$zig_dir"
     rm -f "$whl"
 fi
 got=$("$zig_dir/ziglang/zig" version)
@@ -86,7 +99,7 @@ if [ ! -x "$czb_dir/bin/cargo-zigbuild" ]; then
     (cd "$tmp" && cargo install --locked --path "$tmp/cargo-zigbuild-$czb_ver" \
         --root "$tmp/root" --target-dir "$tmp/target" >&2)
     chmod -R a+rX "$tmp/root"
-    mv -T "$tmp/root" "$czb_dir" 2>/dev/null || true
+    publish "$tmp/root" "$czb_dir"
     rm -rf "$tmp" "$crate"
 fi
 

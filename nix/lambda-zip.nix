@@ -1,5 +1,5 @@
-# The Lambda zip, built by THE recipe: nix/build-zip.sh, the same script the non-Nix path
-# runs. Nix only supplies its inputs: the Rust toolchain from rust-toolchain.toml, zig and
+# The Lambda zip for one architecture, built by THE recipe: nix/build-zip.sh, the same
+# script the non-Nix path runs. Nix only supplies its inputs: the Rust toolchain from rust-toolchain.toml, zig and
 # cargo-zigbuild at the versions in nix/pins.json (build-zip.sh checks both versions
 # itself), python3, perl (OpenSSL's Configure), and crane's vendored crates so that cargo
 # runs offline. Output: $out/{event-recorder-lambda.zip,.sha256,manifest.json}.
@@ -18,9 +18,15 @@
   # --glibc for build-zip.sh; one of pins.glibc.allowed. (Not named `glibc`: callPackage
   # would fill that from nixpkgs.)
   glibcFloor ? pins.glibc.default,
+  # --arch for build-zip.sh: a key of pins.architectures (x86_64 or arm64)
+  arch ? pins.default_architecture,
 }:
 assert lib.assertOneOf "glibcFloor" glibcFloor pins.glibc.allowed;
+assert lib.assertOneOf "arch" arch (
+  builtins.filter (a: !lib.hasPrefix "_" a) (builtins.attrNames pins.architectures)
+);
 let
+  target = pins.architectures.${arch};
   # build-zip.sh remaps $CARGO_HOME to /cargo. Without Nix, cargo (>= 1.85: stable hash)
   # unpacks crates.io crates under $CARGO_HOME/registry/src/index.crates.io-1949cf8c6b5b557f/
   # <name>-<version>; mapping crane's vendor directory onto that same name makes panic
@@ -30,7 +36,7 @@ let
   registrySrc = "/cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
 in
 stdenv.mkDerivation {
-  pname = "event-recorder-lambda-zip";
+  pname = "event-recorder-lambda-zip-${arch}";
   version = (builtins.fromTOML (builtins.readFile ../Cargo.toml)).package.version;
   inherit src;
   strictDeps = true;
@@ -80,7 +86,7 @@ stdenv.mkDerivation {
     export EVENT_RECORDER_EXTRA_REMAPS="''${remaps[*]}"
     echo "lambda-zip: ''${#remaps[@]} remaps for vendored sources -> ${registrySrc}"
 
-    bash nix/build-zip.sh --glibc ${glibcFloor} --out "$out"
+    bash nix/build-zip.sh --arch ${arch} --glibc ${glibcFloor} --out "$out"
 
     runHook postBuild
   '';
@@ -92,11 +98,12 @@ stdenv.mkDerivation {
 
   passthru = {
     glibc = glibcFloor;
-    zipName = pins.zip.name;
+    inherit arch;
+    zipName = target.zip_name;
   };
 
   meta = {
-    description = "event-recorder Lambda zip (${pins.target}, glibc >= ${glibcFloor}), built by nix/build-zip.sh";
+    description = "event-recorder Lambda zip (${target.target}, glibc >= ${glibcFloor}), built by nix/build-zip.sh";
     platforms = builtins.attrNames pins.zig.wheels;
   };
 }

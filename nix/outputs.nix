@@ -32,10 +32,11 @@ let
       ../benches # [[bench]] targets must exist for cargo to load the manifest
       ../tests
       ../deploy/template.yaml # read by tests/deploy_template.rs
+      ../nix/zip-writer # a workspace member: cargo loads it with the package
     ];
   };
   # The zip recipe: the crate plus nix/ without the flake's own files, so every helper
-  # build-zip.sh uses (pins.json, audit.py, mkzip.py, cc/, ...) is there, and editing the
+  # build-zip.sh uses (pins.json, audit.py, zip-writer/, cc/, ...) is there, and editing the
   # flake does not rebuild the zip.
   zipSrc = fs.toSource {
     root = ../.;
@@ -94,7 +95,13 @@ let
       ;
     src = zipSrc;
   };
+  # the same recipe for Graviton: only --arch differs
+  lambdaZipArm64 = lambdaZip.override { arch = "arm64"; };
   bootstrap = pkgs.callPackage ./bootstrap.nix { inherit pins lambdaZip; };
+  bootstrapArm64 = pkgs.callPackage ./bootstrap.nix {
+    inherit pins;
+    lambdaZip = lambdaZipArm64;
+  };
 
   checks = import ./checks.nix {
     inherit
@@ -104,7 +111,9 @@ let
       cargoArtifacts
       pythonEnv
       lambdaZip
+      lambdaZipArm64
       bootstrap
+      bootstrapArm64
       zipSrc
       pins
       ;
@@ -114,6 +123,8 @@ in
   packages = {
     default = lambdaZip;
     lambda-zip = lambdaZip;
+    lambda-zip-arm64 = lambdaZipArm64;
+    bootstrap-arm64 = bootstrapArm64;
     inherit bootstrap zig cargo-zigbuild;
   };
 

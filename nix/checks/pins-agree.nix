@@ -7,6 +7,7 @@ let
 
   lib = {
     inherit (builtins) concatStringsSep;
+    hasPrefix = prefix: s: builtins.substring 0 (builtins.stringLength prefix) s == prefix;
     licenses.mit = "mit";
     assertOneOf =
       name: value: allowed:
@@ -49,7 +50,11 @@ let
     runCommandLocal = name: env: script: { outPath = standIn name; };
   };
 
-  lambdaZip = import (root + "/nix/lambda-zip.nix") {
+  arches = builtins.filter (a: builtins.substring 0 1 a != "_") (
+    builtins.attrNames pins.architectures
+  );
+  lambdaZipFor = arch: import (root + "/nix/lambda-zip.nix") {
+    inherit arch;
     inherit lib pins;
     stdenv.mkDerivation = args: args;
     bashInteractive = null;
@@ -81,6 +86,10 @@ in
     url = cargoZigbuild.passthru.crate.url;
     sha256 = cargoZigbuild.passthru.crate.sha256;
   };
-  glibc = lambdaZip.passthru.glibc;
-  zip_name = lambdaZip.passthru.zipName;
+  glibc = (lambdaZipFor pins.default_architecture).passthru.glibc;
+  # per architecture: the zip name and the --arch the flake passes to build-zip.sh
+  arch = lib.genAttrs arches (a: {
+    zip_name = (lambdaZipFor a).passthru.zipName;
+    passes_arch = builtins.match ".*--arch ${a} .*" (lambdaZipFor a).buildPhase != null;
+  });
 }

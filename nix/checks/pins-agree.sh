@@ -91,6 +91,12 @@ import sys, pathlib
 p = pathlib.Path(sys.argv[1]) / "nix/build-zip.sh"
 s = p.read_text(); assert "$(pin zig.version)" in s
 p.write_text(s.replace("$(pin zig.version)", "$(pin zig.version_typo)"))'
+    # the flake building every zip for the default architecture
+    run_case arch-not-passed '
+import sys, pathlib
+p = pathlib.Path(sys.argv[1]) / "nix/lambda-zip.nix"
+s = p.read_text(); old = "build-zip.sh --arch ${arch} "
+assert old in s; p.write_text(s.replace(old, "build-zip.sh "))'
     if [ "$fails" -ne 0 ]; then echo "self-test: $fails case(s) wrong"; exit 1; fi
     echo "self-test: ok"
     exit 0
@@ -141,9 +147,13 @@ def script_value(key, system):
         fail("FAIL", f"{', '.join(sorted(read.get(key, ['?'])))} reads pin '{e.args[0]}', "
                      "which nix/pins.json does not have")
         return None
+arches = [a for a in pins.get("architectures", {}) if not a.startswith("_")]
+def expand(key):  # one concrete key per architecture when the script reads $arch
+    return [key.replace("$arch", a) for a in arches] if "$arch" in key else [key]
 for key in read:
     for system in (systems if "$host" in key else systems[:1]):
-        script_value(key, system)
+        for k in expand(key):
+            script_value(k, system)
 
 # ---- 2. the Nix side must equal the scripts' values, key by key
 pairs = [("rust-toolchain.toml channel", channel, nix["rust_channel"])]
@@ -164,7 +174,18 @@ pair("cargo_zigbuild.version", c["version"])
 pair("cargo_zigbuild.crate_url", c["url"])
 pair("cargo_zigbuild.crate_sha256", c["sha256"])
 pair("glibc.default", nix["glibc"])
-pair("zip.name", nix["zip_name"])
+for a in arches:
+    if a not in nix["arch"]:
+        fail("MISMATCH", f"architecture {a} of nix/pins.json has no zip in the flake")
+        continue
+    if not nix["arch"][a]["passes_arch"]:
+        fail("FAIL", f"nix/lambda-zip.nix does not pass --arch {a} to build-zip.sh")
+    pairs.append((f"architectures.{a}.zip_name",
+                  script_value(f"architectures.{a}.zip_name", systems[0])
+                  if "architectures.$arch.zip_name" in read else None,
+                  nix["arch"][a]["zip_name"]))
+if "architectures.$arch.zip_name" not in read:
+    fail("FAIL", "build-zip.sh no longer reads architectures.$arch.zip_name; update pins-agree.sh")
 for what, script_val, nix_val in pairs:
     if script_val is None:
         continue

@@ -3,6 +3,9 @@
 //!
 //! `EVENT_RECORDER_BOOTSTRAP` selects another binary (the one packaged in the
 //! Lambda zip); by default it is the one Cargo built for these tests.
+//! `EVENT_RECORDER_BOOTSTRAP_RUNNER` is a command the binary is run under,
+//! split on whitespace: an emulator for another architecture, such as
+//! `qemu-aarch64-static -L /usr/aarch64-linux-gnu` for the arm64 zip.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -14,6 +17,20 @@ pub fn bootstrap_path() -> PathBuf {
     std::env::var_os("EVENT_RECORDER_BOOTSTRAP")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_bootstrap")))
+}
+
+/// The command that starts `bootstrap`, under the runner if one is set.
+fn command() -> Command {
+    let runner = std::env::var("EVENT_RECORDER_BOOTSTRAP_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(bootstrap_path());
+            command
+        }
+        None => Command::new(bootstrap_path()),
+    }
 }
 
 pub struct Function {
@@ -30,7 +47,7 @@ impl Function {
         let out = std::fs::File::create(dir.path().join("stdout")).unwrap();
         let err = std::fs::File::create(dir.path().join("stderr")).unwrap();
         let spawned = Instant::now();
-        let child = Command::new(bootstrap_path())
+        let child = command()
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", api.endpoint())
             .env("AWS_LAMBDA_FUNCTION_NAME", "event-recorder")
