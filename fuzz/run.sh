@@ -3,6 +3,11 @@
 #
 #   bash fuzz/run.sh [SECONDS]     # per target; default 60
 #
+# EVENT_RECORDER_FUZZ_FLAGS: extra `cargo fuzz build/run` flags, for example
+# "--dev --sanitizer none" (a much quicker build: no optimisation and no ASan,
+# which adds little here: the crate has no unsafe code and the C library it
+# links is not instrumented either). Debug assertions are on either way.
+#
 # Installs what it needs if missing: the pinned nightly toolchain (rustup,
 # minimal profile) and the pinned cargo-fuzz (into target/fuzz-tools, not
 # ~/.cargo). If the pinned nightly cannot be installed, an installed `nightly`
@@ -22,6 +27,7 @@ fi
 CARGO_FUZZ_VERSION=0.13.2
 TOOLCHAIN=${EVENT_RECORDER_FUZZ_TOOLCHAIN:-nightly-2026-10-30}
 TARGETS=(decrypt_body parse_event)
+read -r -a flags <<<"${EVENT_RECORDER_FUZZ_FLAGS:-}"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -48,7 +54,7 @@ export PATH="$tools/bin:$PATH"
 echo "== $(cargo-fuzz --version) ready ($((SECONDS - start)) s)"
 
 build_start=$SECONDS
-cargo "+$TOOLCHAIN" fuzz build
+cargo "+$TOOLCHAIN" fuzz build ${flags[@]+"${flags[@]}"}
 echo "== targets built in $((SECONDS - build_start)) s"
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/event-recorder-fuzz-XXXXXX")
@@ -65,7 +71,7 @@ for target in "${TARGETS[@]}"; do
   touch "$scratch/$target.started"
   status=0
   # -timeout: one input taking 10 s is a hang, reported as a crash.
-  cargo "+$TOOLCHAIN" fuzz run "$target" "$corpus" -- \
+  cargo "+$TOOLCHAIN" fuzz run ${flags[@]+"${flags[@]}"} "$target" "$corpus" -- \
     -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1 || status=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
