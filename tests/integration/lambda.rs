@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{TestDb, server};
 use crate::support::events::{Batch, KEY_B64, audit_event, billing_event, fraud_event, key};
 use crate::support::function::Function;
 use crate::support::runtime_api::{Outcome, RuntimeApi};
+use crate::support::{TestDb, server};
 
 fn env(db: &str) -> Vec<(&'static str, String)> {
     vec![

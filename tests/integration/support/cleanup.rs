@@ -118,6 +118,15 @@ impl Registration {
     }
 }
 
+/// Removes a directory at exit, unless the registration is dropped first
+/// (by then its `TempDir` has removed it).
+pub fn remove_at_exit(dir: &std::path::Path) -> Registration {
+    let dir = dir.to_owned();
+    on_exit(move || {
+        let _ = std::fs::remove_dir_all(dir);
+    })
+}
+
 /// Sends `signal` to a child process and reaps it, escalating to SIGKILL
 /// after `grace`.
 pub fn stop_child(pid: u32, signal: i32, grace: std::time::Duration) {

@@ -51,10 +51,7 @@ impl LocalServer {
             .prefix("event-recorder-pg-")
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
-        let path = dir.path().to_owned();
-        let remove_dir = cleanup::on_exit(move || {
-            let _ = std::fs::remove_dir_all(path);
-        });
+        let remove_dir = cleanup::remove_at_exit(dir.path());
         let user = unprivileged_user()?;
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))

@@ -21,6 +21,7 @@ pub const HOW_TO_INSTALL: &str = "PgBouncer is needed: install it (Debian/Ubuntu
 
 pub struct PgBouncer {
     dir: tempfile::TempDir,
+    _remove_dir: Registration,
     port: u16,
     user: String,
     password: String,
@@ -53,6 +54,7 @@ impl PgBouncer {
             .prefix("event-recorder-pgbouncer-")
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
+        let remove_dir = cleanup::remove_at_exit(dir.path());
         let port = free_port()?;
         let path = |name: &str| dir.path().join(name);
         let quote = |s: &str| s.replace('"', "\"\"");
@@ -104,6 +106,7 @@ impl PgBouncer {
         });
         let mut bouncer = Self {
             dir,
+            _remove_dir: remove_dir,
             port,
             user: user.to_owned(),
             password,

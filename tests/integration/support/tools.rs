@@ -44,9 +44,8 @@ pub fn install(
 
     let building = tools.join(format!("{name}.build-{}", std::process::id()));
     std::fs::create_dir(&building).map_err(|e| format!("{}: {e}", building.display()))?;
-    let built = build(&building).and_then(|()| {
-        std::fs::write(building.join(COMPLETE), name).map_err(|e| e.to_string())
-    });
+    let built = build(&building)
+        .and_then(|()| std::fs::write(building.join(COMPLETE), name).map_err(|e| e.to_string()));
     if let Err(e) = built {
         let _ = std::fs::remove_dir_all(&building);
         return Err(e);
@@ -91,7 +90,10 @@ fn remove_leftovers(tools: &Path, name: &str) -> Result<(), String> {
         removed.map_err(|e| format!("{}: {e}", published.display()))?;
     }
     let prefixes = [format!("{name}.build-"), format!("{name}.link-")];
-    for entry in std::fs::read_dir(tools).map_err(|e| e.to_string())?.flatten() {
+    for entry in std::fs::read_dir(tools)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
         let file_name = entry.file_name();
         let file_name = file_name.to_string_lossy();
         if prefixes.iter().any(|p| file_name.starts_with(p.as_str())) {
