@@ -174,6 +174,8 @@ fn a_signal_leaves_nothing_running() {
                 }
             }
         });
+        // Should an assertion fail first, the child still cleans up.
+        let guard = TermOnDrop(started.id());
         let mut said = Vec::new();
         while !said.iter().any(|l: &String| l == "everything is running") {
             match read.recv_timeout(Duration::from_secs(240)) {
@@ -188,6 +190,7 @@ fn a_signal_leaves_nothing_running() {
         assert_eq!(named("pgbouncer"), 1, "{running:?}");
         assert!(running.len() >= named("postgres") + 3, "{running:?}");
 
+        std::mem::forget(guard);
         // SAFETY: signals the child this test started.
         unsafe { libc::kill(started.id() as i32, signal) };
         let out = finish(started, Duration::from_secs(60));
@@ -202,6 +205,15 @@ fn a_signal_leaves_nothing_running() {
             Vec::<String>::new(),
             "after signal {signal}"
         );
+    }
+}
+
+struct TermOnDrop(u32);
+
+impl Drop for TermOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: signals a child this test started.
+        unsafe { libc::kill(self.0 as i32, libc::SIGTERM) };
     }
 }
 
