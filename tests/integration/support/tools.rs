@@ -9,6 +9,7 @@
 //! is never published, and the next installer removes what it left.
 
 use std::fs::File;
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,7 @@ pub fn install(
     }
     remove_leftovers(tools, name)?;
 
+    let started = std::time::Instant::now();
     let building = tools.join(format!("{name}.build-{}", std::process::id()));
     std::fs::create_dir(&building).map_err(|e| format!("{}: {e}", building.display()))?;
     let built = build(&building)
@@ -55,6 +57,13 @@ pub fn install(
     std::os::unix::fs::symlink(target, &link)
         .and_then(|()| std::fs::rename(&link, &published))
         .map_err(|e| format!("publishing {}: {e}", published.display()))?;
+    // Past the test harness's output capture: first runs are slower, say why.
+    let _ = writeln!(
+        std::io::stderr(),
+        "test tools: installed {} in {:.1} s",
+        published.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(published)
 }
 
