@@ -6,7 +6,7 @@
 set -euo pipefail
 
 if [[ "${1:-}" != --inside ]]; then
-  exec unshare --mount --propagation private "$0" --inside "$@"
+  exec unshare --mount --propagation private bash "$0" --inside "$@"
 fi
 shift
 
