@@ -374,14 +374,15 @@ fn serve(body: &'static [u8]) -> String {
 fn a_tarball_with_the_wrong_hash_is_not_installed() {
     let tmp = tempfile::tempdir().unwrap();
     let registry = serve(b"not the pinned tarball");
-    let err = fetched::install(tmp.path(), &registry).unwrap_err();
+    let release = fetched::release().unwrap();
+    let err = fetched::install(tmp.path(), &registry, release).unwrap_err();
     assert!(
         err.contains("sha512") && err.contains("nothing was installed"),
         "{err}"
     );
     assert_eq!(
         entries(tmp.path()),
-        [format!("postgres-{}.lock", fetched::VERSION)]
+        [format!("postgres-{}.lock", release.version)]
     );
 }
 

