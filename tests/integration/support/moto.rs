@@ -35,13 +35,12 @@ pub fn aws_env() -> Vec<(&'static str, String)> {
 
 pub fn shared() -> &'static Moto {
     SHARED.get_or_init(|| {
-        let moto = start().unwrap_or_else(|e| {
+        start().unwrap_or_else(|e| {
             panic!(
                 "moto (the AWS emulator) is needed: {e}. Install it with `pip install '{MOTO}'` and set \
                  EVENT_RECORDER_MOTO_SERVER to its moto_server, or let the tests install it (needs python3 with venv and PyPI)"
             )
-        });
-        moto
+        })
     })
 }
 
