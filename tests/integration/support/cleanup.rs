@@ -86,13 +86,12 @@ fn watch_signals() {
         if n != size_of::<i32>() as isize {
             return;
         }
+        // SAFETY: the default action again, so a second signal (an impatient
+        // Ctrl-C) stops the process at once; after the cleanups, die of the
+        // signal as if none had been caught (the exit status tells which).
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
         run_all();
-        // SAFETY: restore the default action and die of the signal, as if
-        // none had been caught (the exit status tells the caller which).
-        unsafe {
-            libc::signal(signal, libc::SIG_DFL);
-            libc::raise(signal);
-        }
+        unsafe { libc::raise(signal) };
     });
     extern "C" fn on_signal(signal: i32) {
         let fd = WAKE.load(Ordering::SeqCst);

@@ -417,4 +417,7 @@ fn source_order() {
         Ok(Source::Fetched)
     );
     assert!(choose(Some("podman"), false, false, true).is_err());
+    for source in [Source::Url, Source::Docker, Source::Local, Source::Fetched] {
+        assert_eq!(choose(Some(source.name()), false, false, false), Ok(source));
+    }
 }
