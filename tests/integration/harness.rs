@@ -16,7 +16,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::pgbouncer::PgBouncer;
 use crate::support::{TestDb, connect, fetched, moto, server, tools};
@@ -53,21 +53,20 @@ fn child_on_own_cluster(test: &str, tmp: &Path, marker: &str) -> Command {
     cmd
 }
 
-/// Waits for the child, at most `limit`; its output as text.
-fn finish(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "the child test ran longer than {limit:?}:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+/// Waits for the child, at most `limit`, reading its output meanwhile (a
+/// child blocked on a full pipe would never exit).
+fn finish(child: Child, limit: Duration) -> Output {
+    let pid = child.id();
+    let (done, wait) = mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match wait.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: signals the child this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            panic!("the child test ran longer than {limit:?}");
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    child.wait_with_output().unwrap()
 }
 
 /// Processes (pid, name) whose environment carries `marker`, or whose
