@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL server from local binaries: its own data directory
+//! A throwaway PostgreSQL server from a directory of binaries (the local
+//! installation's, or fetched ones: see `fetched`): its own data directory
 //! and socket in a temp dir, an OS-assigned port on 127.0.0.1, run as an
 //! unprivileged user when the tests run as root (postgres refuses root).
 //! Stopped and removed on drop, or when the test process ends (see
