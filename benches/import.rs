@@ -6,6 +6,9 @@
 //! Run: `cargo bench --bench import`.
 
 #[allow(dead_code)]
+#[path = "../tests/integration/support/cleanup.rs"]
+mod cleanup;
+#[allow(dead_code)]
 #[path = "../tests/integration/support/events.rs"]
 mod events;
 #[allow(dead_code)]

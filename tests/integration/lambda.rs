@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::TestDb;
 use crate::support::events::{Batch, KEY_B64, audit_event, billing_event, fraud_event, key};
 use crate::support::function::Function;
 use crate::support::runtime_api::{Outcome, RuntimeApi};
+use crate::support::{TestDb, server};
 
 fn env(db: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -540,9 +540,9 @@ async fn database_down_at_start_then_up_and_a_backend_killed_mid_write() {
 
 #[tokio::test]
 async fn a_server_restarted_between_invocations_costs_nothing() {
-    use crate::support::local::{LocalServer, Options, PASSWORD};
+    use crate::support::local::PASSWORD;
     // A cluster of its own, to stop and start (whatever source the rest use).
-    let server = std::thread::spawn(|| LocalServer::start(Options::default()))
+    let server = std::thread::spawn(|| server::own_cluster(Default::default()))
         .join()
         .unwrap()
         .unwrap_or_else(|e| panic!("this test needs PostgreSQL's server binaries: {e}"));

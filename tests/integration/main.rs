@@ -6,6 +6,7 @@ mod support;
 mod batch;
 mod cli;
 mod fraud_csv;
+mod harness;
 mod lambda;
 mod original_db;
 mod pooler;

@@ -14,6 +14,7 @@ use openssl::x509::{X509, X509NameBuilder};
 
 pub struct Pki {
     _dir: tempfile::TempDir,
+    _remove_dir: super::cleanup::Registration,
     /// The CA that signed the server certificate.
     pub ca: PathBuf,
     /// A CA that signed nothing here.
@@ -25,6 +26,7 @@ pub struct Pki {
 /// A server certificate valid for the DNS names given, and nothing else.
 pub fn make(dns_names: &[&str]) -> Pki {
     let dir = tempfile::tempdir().unwrap();
+    let remove_dir = super::cleanup::remove_at_exit(dir.path());
     let (ca_key, ca) = authority("event-recorder test CA");
     let (_, other) = authority("unrelated CA");
     let server_key = key();
@@ -58,6 +60,7 @@ pub fn make(dns_names: &[&str]) -> Pki {
         server_cert: write("server.pem", server.to_pem().unwrap()),
         server_key: write("server.key", server_key.private_key_to_pem_pkcs8().unwrap()),
         _dir: dir,
+        _remove_dir: remove_dir,
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::cleanup::{self, Registration};
 use super::runtime_api::RuntimeApi;
 
 pub fn bootstrap_path() -> PathBuf {
@@ -36,6 +37,8 @@ fn command() -> Command {
 pub struct Function {
     child: Child,
     dir: tempfile::TempDir,
+    /// The process and its output files, should the test process be stopped.
+    _at_exit: [Registration; 2],
     #[allow(dead_code)] // read by benches/lambda.rs
     pub spawned: Instant,
 }
@@ -65,9 +68,15 @@ impl Function {
             .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bootstrap_path().display()));
+        let pid = child.id();
+        let at_exit = [
+            cleanup::remove_at_exit(dir.path()),
+            cleanup::on_exit(move || cleanup::stop_child(pid, libc::SIGKILL, Duration::ZERO)),
+        ];
         Self {
             child,
             dir,
+            _at_exit: at_exit,
             spawned,
         }
     }

@@ -1,7 +1,9 @@
-//! A throwaway PostgreSQL server from local binaries: its own data directory
+//! A throwaway PostgreSQL server from a directory of binaries (the local
+//! installation's, or fetched ones: see `fetched`): its own data directory
 //! and socket in a temp dir, an OS-assigned port on 127.0.0.1, run as an
 //! unprivileged user when the tests run as root (postgres refuses root).
-//! Stopped and removed on drop.
+//! Stopped and removed on drop, or when the test process ends (see
+//! `cleanup`).
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -11,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Config;
 
+use super::cleanup::{self, Registration};
+
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Keep PostgreSQL's default durability (fsync, synchronous commit).
@@ -19,6 +23,9 @@ pub struct Options {
     /// Serve TLS with this certificate and key (PEM), and accept TCP
     /// connections over TLS only (`hostssl`).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The directory with `initdb` and `postgres`; by default the local
+    /// installation's (`find_bin_dir`).
+    pub bin: Option<PathBuf>,
 }
 
 /// The superuser's password; TCP connections authenticate with SCRAM.
@@ -30,17 +37,22 @@ pub struct LocalServer {
     port: u16,
     user: Option<(u32, u32)>,
     options: Options,
-    child: Option<Child>,
+    child: Option<(Child, Registration)>,
+    _remove_dir: Registration,
 }
 
 impl LocalServer {
     pub fn start(options: Options) -> Result<Self, String> {
-        let bin = find_bin_dir()
-            .ok_or("no initdb/postgres on PATH or under /usr/lib/postgresql/*/bin")?;
+        let bin = match &options.bin {
+            Some(bin) => bin.clone(),
+            None => find_bin_dir()
+                .ok_or("no initdb/postgres on PATH or under /usr/lib/postgresql/*/bin")?,
+        };
         let dir = tempfile::Builder::new()
             .prefix("event-recorder-pg-")
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
+        let remove_dir = cleanup::remove_at_exit(dir.path());
         let user = unprivileged_user()?;
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
@@ -54,6 +66,7 @@ impl LocalServer {
             user,
             options,
             child: None,
+            _remove_dir: remove_dir,
         };
         server.initdb()?;
         server.resume()?;
@@ -93,7 +106,7 @@ impl LocalServer {
 
     /// Fast shutdown; the data directory stays for `resume`.
     pub fn pause(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some((mut child, _stop_at_exit)) = self.child.take() {
             // SIGINT is PostgreSQL's "fast" shutdown: clients are disconnected.
             unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
             let deadline = Instant::now() + Duration::from_secs(15);
@@ -143,7 +156,13 @@ impl LocalServer {
         }
         cmd.stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
-        self.child = Some(cmd.spawn().map_err(|e| format!("spawn postgres: {e}"))?);
+        let child = cmd.spawn().map_err(|e| format!("spawn postgres: {e}"))?;
+        let pid = child.id();
+        // SIGINT: a fast shutdown, so the cluster's files can go.
+        let stop = cleanup::on_exit(move || {
+            cleanup::stop_child(pid, libc::SIGINT, Duration::from_secs(15))
+        });
+        self.child = Some((child, stop));
         self.wait_ready()
     }
 
@@ -165,7 +184,13 @@ impl LocalServer {
             ])
             .args(["--encoding=UTF8", "--no-locale", "--no-sync"])
             .output()
-            .map_err(|e| format!("spawn initdb: {e}"))?;
+            .map_err(|e| match self.user {
+                Some(_) => format!(
+                    "spawn initdb: {e} (it runs as `nobody`, who must be able to reach {})",
+                    self.bin.display()
+                ),
+                None => format!("spawn initdb: {e}"),
+            })?;
         if !out.status.success() {
             return Err(format!(
                 "initdb failed: {}",
@@ -212,7 +237,7 @@ impl LocalServer {
             let exited = self
                 .child
                 .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
+                .and_then(|(c, _)| c.try_wait().ok().flatten());
             if exited.is_some() || Instant::now() > deadline {
                 let log =
                     std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
@@ -259,7 +284,7 @@ pub fn free_port() -> Result<u16, String> {
 
 /// A directory holding both `initdb` and `postgres`: PATH first, then the
 /// newest `/usr/lib/postgresql/<version>/bin`.
-fn find_bin_dir() -> Option<PathBuf> {
+pub fn find_bin_dir() -> Option<PathBuf> {
     let complete = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
     let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| {
         std::env::split_paths(&p)

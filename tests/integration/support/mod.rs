@@ -2,7 +2,9 @@
 //! per test, and builders for encrypted test messages.
 
 pub mod certs;
+pub mod cleanup;
 pub mod events;
+pub mod fetched;
 pub mod function;
 pub mod local;
 pub mod moto;
@@ -11,6 +13,7 @@ pub mod proxy;
 pub mod runtime_api;
 pub mod s3;
 pub mod server;
+pub mod tools;
 
 use event_recorder::{Store, schema};
 use tokio_postgres::{Client, Config, NoTls};
@@ -22,26 +25,18 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> Self {
-        let server = server::shared();
-        let name = server::unique_name("t");
-        let admin = connect(&server.admin_config()).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("CREATE DATABASE");
-        let mut config = server.admin_config();
-        config.dbname(&name);
-        let mut client = connect(&config).await;
-        schema::migrate(&mut client)
+        let db = Self::empty().await;
+        schema::migrate(&mut db.client().await)
             .await
             .expect("migrations apply");
-        Self { config }
+        db
     }
 
     /// Creates the database without applying the schema.
     pub async fn empty() -> Self {
         let server = server::shared();
         let name = server::unique_name("t");
+        server.created_database(&name);
         connect(&server.admin_config())
             .await
             .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -102,6 +97,7 @@ impl TestDb {
     pub async fn role_with_password(&self) -> (String, String) {
         let role = server::unique_name("writer");
         let password = format!("pw-{role}-SECRET");
+        server::shared().created_role(&role);
         self.client()
             .await
             .batch_execute(&format!(

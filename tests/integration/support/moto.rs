@@ -3,10 +3,12 @@
 //! otherwise the pinned moto is installed into a virtualenv under the
 //! target directory on first use (PyPI), then reused.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use super::{cleanup, tools};
 
 /// The moto release the tests are written against.
 pub const MOTO: &str = "moto[server]==5.2.5";
@@ -14,7 +16,8 @@ pub const MOTO: &str = "moto[server]==5.2.5";
 pub struct Moto {
     pub endpoint: String,
     pub venv_python: Option<PathBuf>,
-    child: Mutex<Option<Child>>,
+    // Stopped at exit (see `cleanup`).
+    _child: Child,
 }
 
 static SHARED: OnceLock<Moto> = OnceLock::new();
@@ -32,23 +35,13 @@ pub fn aws_env() -> Vec<(&'static str, String)> {
 
 pub fn shared() -> &'static Moto {
     SHARED.get_or_init(|| {
-        let moto = start().unwrap_or_else(|e| {
+        start().unwrap_or_else(|e| {
             panic!(
                 "moto (the AWS emulator) is needed: {e}. Install it with `pip install '{MOTO}'` and set \
                  EVENT_RECORDER_MOTO_SERVER to its moto_server, or let the tests install it (needs python3 with venv and PyPI)"
             )
-        });
-        // SAFETY: registering a plain extern "C" function.
-        unsafe { libc::atexit(stop_shared) };
-        moto
+        })
     })
-}
-
-extern "C" fn stop_shared() {
-    if let Some(mut child) = SHARED.get().and_then(|m| m.child.lock().ok()?.take()) {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }
 
 fn start() -> Result<Moto, String> {
@@ -85,25 +78,18 @@ fn start() -> Result<Moto, String> {
         &mut std::io::stderr(),
         format!("AWS emulator: moto at {endpoint}\n").as_bytes(),
     );
+    let pid = child.id();
+    cleanup::on_exit(move || cleanup::stop_child(pid, libc::SIGKILL, Duration::ZERO)).keep();
     Ok(Moto {
         endpoint,
         venv_python,
-        child: Mutex::new(Some(child)),
+        _child: child,
     })
 }
 
 /// A virtualenv with the pinned moto, under the target directory.
 fn install() -> Result<PathBuf, String> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     let version = MOTO.rsplit("==").next().unwrap();
-    let venv = target.join("test-tools").join(format!("moto-{version}"));
-    // Written last: an interrupted install is never taken for a complete one.
-    let done = venv.join("installed");
-    if done.exists() {
-        return Ok(venv);
-    }
     let run = |cmd: &mut Command| -> Result<(), String> {
         let out = cmd.output().map_err(|e| e.to_string())?;
         out.status
@@ -111,14 +97,13 @@ fn install() -> Result<PathBuf, String> {
             .then_some(())
             .ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let _ = std::fs::remove_dir_all(&venv);
-    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    run(Command::new(venv.join("bin/pip")).args([
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        MOTO,
-    ]))?;
-    std::fs::write(&done, MOTO).map_err(|e| e.to_string())?;
-    Ok(venv)
+    tools::install(&tools::dir(), &format!("moto-{version}"), |venv| {
+        run(Command::new("python3").arg("-m").arg("venv").arg(venv))?;
+        run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            MOTO,
+        ]))
+    })
 }

@@ -4,16 +4,16 @@
 //! an `auth_file`; PgBouncer logs in to the server with the same user and
 //! password. Its config, log and pid file live in a temp dir of its own. Run
 //! as an unprivileged user when the tests run as root (PgBouncer refuses
-//! root). Stopped when dropped, and at process exit if still running.
+//! root). Stopped when dropped, and when the test process ends (see `cleanup`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Config;
 use tokio_postgres::config::Host;
 
+use super::cleanup::{self, Registration};
 use super::local::{free_port, unprivileged_user};
 
 pub const HOW_TO_INSTALL: &str = "PgBouncer is needed: install it (Debian/Ubuntu: \
@@ -21,14 +21,12 @@ pub const HOW_TO_INSTALL: &str = "PgBouncer is needed: install it (Debian/Ubuntu
 
 pub struct PgBouncer {
     dir: tempfile::TempDir,
+    _remove_dir: Registration,
     port: u16,
     user: String,
     password: String,
-    child: Option<Child>,
+    child: Option<(Child, Registration)>,
 }
-
-/// Processes to stop at exit, should a `PgBouncer` never be dropped.
-static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 impl PgBouncer {
     /// Starts PgBouncer in front of the server `upstream` points at, with
@@ -56,6 +54,7 @@ impl PgBouncer {
             .prefix("event-recorder-pgbouncer-")
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
+        let remove_dir = cleanup::remove_at_exit(dir.path());
         let port = free_port()?;
         let path = |name: &str| dir.path().join(name);
         let quote = |s: &str| s.replace('"', "\"\"");
@@ -101,18 +100,17 @@ impl PgBouncer {
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-        static AT_EXIT: Once = Once::new();
-        // SAFETY: registering a plain extern "C" function.
-        AT_EXIT.call_once(|| unsafe {
-            libc::atexit(stop_running);
+        let pid = child.id();
+        let stop = cleanup::on_exit(move || {
+            cleanup::stop_child(pid, libc::SIGTERM, Duration::from_secs(5))
         });
-        RUNNING.lock().unwrap().push(child.id());
         let mut bouncer = Self {
             dir,
+            _remove_dir: remove_dir,
             port,
             user: user.to_owned(),
             password,
-            child: Some(child),
+            child: Some((child, stop)),
         };
         bouncer.wait_listening()?;
         Ok(bouncer)
@@ -154,7 +152,7 @@ impl PgBouncer {
             let exited = self
                 .child
                 .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
+                .and_then(|(c, _)| c.try_wait().ok().flatten());
             if exited.is_some() || Instant::now() > deadline {
                 return Err(format!(
                     "pgbouncer did not listen on port {} ({exited:?}); its log:\n{}",
@@ -169,8 +167,7 @@ impl PgBouncer {
 
 impl Drop for PgBouncer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            RUNNING.lock().unwrap().retain(|pid| *pid != child.id());
+        if let Some((mut child, _stop_at_exit)) = self.child.take() {
             // SIGTERM: immediate shutdown, clients disconnected.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -182,14 +179,6 @@ impl Drop for PgBouncer {
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-        }
-    }
-}
-
-extern "C" fn stop_running() {
-    if let Ok(pids) = RUNNING.lock() {
-        for pid in pids.iter() {
-            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
         }
     }
 }

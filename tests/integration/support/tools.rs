@@ -1,0 +1,118 @@
+//! Test tools installed on first use under `target/test-tools/` (moto's
+//! virtualenv, PostgreSQL's binaries), safely when several test processes
+//! start at once (cargo nextest runs one per test).
+//!
+//! One process builds while the others wait on a lock file; the build goes
+//! into a directory of its own, and a symlink renamed into place publishes it.
+//! A symlink, not the directory itself: a virtualenv keeps its absolute path
+//! in its scripts, so it must be built where it stays. An interrupted build
+//! is never published, and the next installer removes what it left.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Written into a build once it is complete, before it is published.
+const COMPLETE: &str = "installed";
+
+/// `target/test-tools`, following `CARGO_TARGET_DIR` when it is set.
+pub fn dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("test-tools")
+}
+
+/// `<tools>/<name>`, built by `build` (into the empty directory it is given)
+/// unless a complete one is already there.
+pub fn install(
+    tools: &Path,
+    name: &str,
+    build: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<PathBuf, String> {
+    let published = tools.join(name);
+    if published.join(COMPLETE).exists() {
+        return Ok(published);
+    }
+    std::fs::create_dir_all(tools).map_err(|e| format!("{}: {e}", tools.display()))?;
+    let _lock = lock(&tools.join(format!("{name}.lock")))?;
+    // Another process may have finished while this one waited.
+    if published.join(COMPLETE).exists() {
+        return Ok(published);
+    }
+    remove_leftovers(tools, name)?;
+
+    let started = std::time::Instant::now();
+    let building = tools.join(format!("{name}.build-{}", std::process::id()));
+    std::fs::create_dir(&building).map_err(|e| format!("{}: {e}", building.display()))?;
+    let built = build(&building)
+        .and_then(|()| std::fs::write(building.join(COMPLETE), name).map_err(|e| e.to_string()));
+    if let Err(e) = built {
+        let _ = std::fs::remove_dir_all(&building);
+        return Err(e);
+    }
+    let link = tools.join(format!("{name}.link-{}", std::process::id()));
+    let target = building.file_name().expect("a build directory name");
+    std::os::unix::fs::symlink(target, &link)
+        .and_then(|()| std::fs::rename(&link, &published))
+        .map_err(|e| format!("publishing {}: {e}", published.display()))?;
+    // Past the test harness's output capture: first runs are slower, say why.
+    let _ = writeln!(
+        std::io::stderr(),
+        "test tools: installed {} in {:.1} s",
+        published.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(published)
+}
+
+/// An exclusive lock, held until the file is dropped (or the process dies).
+fn lock(path: &Path) -> Result<File, String> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(format!(
+            "lock {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(file)
+}
+
+/// What an interrupted install left: a build never published, a link never
+/// renamed, an incomplete install at the published name. Called under the lock.
+fn remove_leftovers(tools: &Path, name: &str) -> Result<(), String> {
+    let published = tools.join(name);
+    if let Ok(meta) = std::fs::symlink_metadata(&published) {
+        let removed = if meta.is_dir() {
+            std::fs::remove_dir_all(&published)
+        } else {
+            std::fs::remove_file(&published)
+        };
+        removed.map_err(|e| format!("{}: {e}", published.display()))?;
+    }
+    let prefixes = [format!("{name}.build-"), format!("{name}.link-")];
+    for entry in std::fs::read_dir(tools)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        if prefixes.iter().any(|p| file_name.starts_with(p.as_str())) {
+            let path = entry.path();
+            let removed = match entry.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                _ => std::fs::remove_file(&path),
+            };
+            removed.map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
