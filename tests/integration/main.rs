@@ -7,6 +7,7 @@ mod batch;
 mod cli;
 mod fraud_csv;
 mod lambda;
+mod logs;
 mod original_db;
 mod pooler;
 mod s3_import;
