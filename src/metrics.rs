@@ -76,7 +76,8 @@ impl Metrics {
 /// Logs the summary line of one invocation, with the metrics directive
 /// when metrics are on.
 pub fn log_summary(i: &Invocation, metrics: Option<&Metrics>) {
-    let database_ms = i.database_time.as_secs_f64() * 1000.0;
+    // Microseconds are plenty, and shorter to write than a full f64.
+    let database_ms = i.database_time.as_micros() as f64 / 1000.0;
     match metrics {
         Some(m) => info!(
             _aws = m.directive(SystemTime::now()),
