@@ -7,7 +7,8 @@
 //!   JSON) at the default level (INFO) and at DEBUG; and per batch whose
 //!   messages all fail, or are all duplicates;
 //! - per invocation: the function's CPU time (user + system, from /proc) and
-//!   the wall time of the round trip through the emulator.
+//!   the wall time of the round trip through the emulator; and the process's
+//!   peak memory (VmHWM) at the end.
 //!
 //! Message IDs, event IDs and request IDs have the length of real ones
 //! (UUIDs), since they are most of a log line.
@@ -125,6 +126,7 @@ struct Measured {
     duplicate: (usize, usize),
     cpu_ms: f64,
     wall_ms: f64,
+    peak_memory: String,
 }
 
 async fn measure(env: &[(&'static str, String)], first: usize) -> Measured {
@@ -157,12 +159,20 @@ async fn measure(env: &[(&'static str, String)], first: usize) -> Measured {
     let duplicate = (dup_bytes - failed_bytes, dup_lines - failed_lines);
 
     walls.sort();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", function.pid())).unwrap();
+    let peak_memory = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap_or("unknown")
+        .trim()
+        .to_owned();
     Measured {
         stored,
         failed,
         duplicate,
         cpu_ms: cpu * 1000.0 / INVOCATIONS as f64,
         wall_ms: walls[INVOCATIONS / 2].as_secs_f64() * 1000.0,
+        peak_memory,
     }
 }
 
@@ -183,8 +193,8 @@ async fn run(mut config: tokio_postgres::Config) {
          failed and of {BATCH} duplicate messages"
     );
     println!(
-        "{:<5} {:<5} {:>9} {:>10} {:>13} {:>13} {:>11}",
-        "LOG", "LEVEL", "B/event", "lines/ev", "failed B", "duplicate B", "CPU ms/inv"
+        "{:<5} {:<5} {:>9} {:>10} {:>13} {:>13} {:>11} {:>10}",
+        "LOG", "LEVEL", "B/event", "lines/ev", "failed B", "duplicate B", "CPU ms/inv", "peak mem"
     );
     let configurations = [
         ("Text", "INFO"),
@@ -205,11 +215,12 @@ async fn run(mut config: tokio_postgres::Config) {
         let events = (INVOCATIONS * BATCH) as f64;
         let per_event = m.stored.0 as f64 / events;
         println!(
-            "{format:<5} {level:<5} {per_event:>9.1} {:>10.3} {:>13} {:>13} {:>11.2}",
+            "{format:<5} {level:<5} {per_event:>9.1} {:>10.3} {:>13} {:>13} {:>11.2} {:>10}",
             m.stored.1 as f64 / events,
             format!("{} ({}L)", m.failed.0, m.failed.1),
             format!("{} ({}L)", m.duplicate.0, m.duplicate.1),
             m.cpu_ms,
+            m.peak_memory,
         );
         walls.push(m.wall_ms);
     }
