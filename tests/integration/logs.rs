@@ -90,6 +90,11 @@ async fn a_thousand_good_messages_write_one_line_json() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     let request_id = parsed[0]["requestId"].as_str().unwrap().to_owned();
+    // The emulator's request IDs, as the Runtime API sent it.
+    assert!(
+        request_id.starts_with("00000000-0000-4000-8000-") && request_id.len() == 36,
+        "{request_id}"
+    );
     for line in &parsed {
         for key in ["timestamp", "level", "message", "requestId"] {
             assert!(line[key].is_string(), "{key} in {line}");
