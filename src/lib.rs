@@ -9,6 +9,7 @@ pub mod database;
 pub mod event;
 pub mod functions;
 pub mod idp_store;
+pub mod logging;
 pub mod metrics;
 pub mod recorder;
 pub mod route;

@@ -10,7 +10,7 @@
 //!   the database is touched, and if the batch write fails, it is split in
 //!   halves until only the guilty messages fail.
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, warn};
 
 use crate::crypto::{DataKey, DecryptError};
 use crate::event::{Event, EventError};
@@ -70,20 +70,29 @@ impl Recorder {
 
     /// Everything that can be checked without the database.
     pub fn prepare(&self, body: &str) -> Result<Record, MessageError> {
-        let text = self.key.decrypt(body)?;
+        self.check(body).map_err(|(_, e)| e)
+    }
+
+    /// [`Self::prepare`], with the event ID on failure if the event has a
+    /// usable one (for the log line).
+    fn check(&self, body: &str) -> Result<Record, (Option<String>, MessageError)> {
+        let text = self.key.decrypt(body).map_err(|e| (None, e.into()))?;
         if self.print_events {
             print_one_line(&text);
         }
-        Ok(route(Event::parse(&text)?)?)
+        let routed = Event::parse(&text)
+            .map_err(MessageError::from)
+            .and_then(|event| Ok(route(event)?));
+        routed.map_err(|e| (event_id_of(&text), e))
     }
 
     pub async fn record_batch(&self, store: &mut Store, messages: &[Message<'_>]) -> BatchReport {
         let mut report = BatchReport::default();
         let mut valid: Vec<(Message, Record)> = Vec::with_capacity(messages.len());
         for &message in messages {
-            match self.prepare(message.body) {
+            match self.check(message.body) {
                 Ok(record) => valid.push((message, record)),
-                Err(e) => fail(&mut report, message, None, &e),
+                Err((event_id, e)) => fail(&mut report, message, event_id.as_deref(), &e),
             }
         }
         let records: Vec<&Record> = valid.iter().map(|(_, r)| r).collect();
@@ -94,7 +103,7 @@ impl Recorder {
                 Written::Stored => succeed(&mut report, *message, record, true),
                 Written::Duplicate => succeed(&mut report, *message, record, false),
                 Written::Refused(e) | Written::Failed(e) => {
-                    fail(&mut report, *message, Some(record), &e)
+                    fail(&mut report, *message, Some(&record.event.event_id), &e)
                 }
             }
         }
@@ -198,11 +207,13 @@ pub async fn write(store: &mut Store, records: &[&Record]) -> Writes {
     }
 }
 
+/// A stored message's line is DEBUG: at a million events it would be most
+/// of the log bill, and the batch's summary line counts them.
 fn succeed(report: &mut BatchReport, message: Message, record: &Record, fresh: bool) {
     let event_id = record.event.event_id.as_str();
     if fresh {
         report.stored += 1;
-        info!(message_id = message.id, event_id, "stored");
+        debug!(message_id = message.id, event_id, "stored");
     } else {
         report.duplicates += 1;
         warn!(
@@ -212,11 +223,22 @@ fn succeed(report: &mut BatchReport, message: Message, record: &Record, fresh: b
     }
 }
 
-fn fail(report: &mut BatchReport, message: Message, record: Option<&Record>, e: &MessageError) {
-    let event_id = record.map(|r| r.event.event_id.as_str());
+fn fail(report: &mut BatchReport, message: Message, event_id: Option<&str>, e: &MessageError) {
     error!(message_id = message.id, event_id, error = %e, "failed");
     report.failed.push(message.id.to_owned());
 }
+
+/// The `eventId` of an event that failed a check, if it is a string fit for
+/// a log line: an identifier, not content.
+fn event_id_of(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let id = value.get("eventId")?.as_str()?;
+    let fits = !id.is_empty() && id.len() <= MAX_LOGGED_ID && !id.contains(char::is_control);
+    fits.then(|| id.to_owned())
+}
+
+/// Event IDs are UUIDs in practice; anything much longer is not an ID.
+const MAX_LOGGED_ID: usize = 128;
 
 /// One line per event even if the producer pretty-printed it.
 fn print_one_line(text: &str) {
@@ -224,5 +246,29 @@ fn print_one_line(text: &str) {
         println!("{text}");
     } else if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
         println!("{value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_events_id_is_logged_only_if_it_is_an_id() {
+        assert_eq!(
+            event_id_of(r#"{"eventId": "e-1", "timestamp": "bad"}"#).as_deref(),
+            Some("e-1")
+        );
+        let long = "x".repeat(MAX_LOGGED_ID + 1);
+        for text in [
+            r#"{"eventId": 7}"#.to_owned(),
+            r#"{"eventId": "a\nb"}"#.to_owned(),
+            r#"{"eventId": ""}"#.to_owned(),
+            format!(r#"{{"eventId": "{long}"}}"#),
+            r#"{"eventId": "e-1""#.to_owned(),
+            "[]".to_owned(),
+        ] {
+            assert_eq!(event_id_of(&text), None, "{text}");
+        }
     }
 }

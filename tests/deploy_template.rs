@@ -718,6 +718,154 @@ fn s3_failures_go_to_an_alarmed_queue_the_function_may_write() {
     }
 }
 
+/// `!If [<condition>, <then>, <else>]`: the condition's name and both branches.
+fn if_parts(node: &Node) -> Option<(&str, &Node, &Node)> {
+    match node.intrinsic() {
+        Some(("Fn::If", Node::List(args))) if args.len() == 3 => {
+            Some((args[0].text(), &args[1], &args[2]))
+        }
+        _ => None,
+    }
+}
+
+fn is_no_value(node: &Node) -> bool {
+    ref_target(node) == Some("AWS::NoValue")
+}
+
+/// The parameter a condition tests for being set: `!Not [!Equals [!Ref P, ""]]`.
+fn parameter_set<'a>(template: &'a Node, condition: &str) -> Option<&'a str> {
+    let Some(("Fn::Not", Node::List(not))) = template.at(&["Conditions", condition]).intrinsic()
+    else {
+        return None;
+    };
+    let Some(("Fn::Equals", Node::List(operands))) = not[0].intrinsic() else {
+        return None;
+    };
+    match operands.as_slice() {
+        [p, Node::Scalar(empty)] | [Node::Scalar(empty), p] if empty.is_empty() => ref_target(p),
+        _ => None,
+    }
+}
+
+/// Every queue is encrypted whatever the parameters: with the KMS key when
+/// one is given, else with SQS-managed keys, never neither and never both.
+#[test]
+fn every_queue_is_encrypted() {
+    let template = template();
+    let queues = resources(&template, "AWS::SQS::Queue");
+    assert!(queues.len() >= 4, "the queues: {}", queues.len());
+    for (id, queue) in queues {
+        let properties = queue.at(&["Properties"]);
+        let (Some(kms), Some(sse)) = (
+            properties.get("KmsMasterKeyId").and_then(if_parts),
+            properties.get("SqsManagedSseEnabled").and_then(if_parts),
+        ) else {
+            panic!("{id}: KmsMasterKeyId and SqsManagedSseEnabled must both be !If on the key");
+        };
+        assert_eq!(kms.0, sse.0, "{id}: one condition for both");
+        let parameter = parameter_set(&template, kms.0)
+            .unwrap_or_else(|| panic!("{id}: {} does not test a parameter", kms.0));
+        assert_eq!(
+            template.at(&["Parameters", parameter, "Default"]).text(),
+            ""
+        );
+        assert_eq!(ref_target(kms.1), Some(parameter), "{id}: the key when set");
+        assert!(
+            is_no_value(kms.2) && is_no_value(sse.1),
+            "{id}: one or the other"
+        );
+        assert_eq!(
+            sse.2,
+            &Node::Scalar("true".into()),
+            "{id}: SSE-SQS otherwise"
+        );
+    }
+}
+
+/// With a KMS key on the queues, each function's role may use it as it must:
+/// the recorder decrypts what it receives, the S3 functions encrypt what they
+/// send to their failure queue.
+#[test]
+fn roles_may_use_the_queue_key() {
+    let template = template();
+    let (_, queue) = resources(&template, "AWS::SQS::Queue")[0];
+    let (_, key, _) = if_parts(queue.at(&["Properties", "KmsMasterKeyId"])).unwrap();
+    for function in functions(&template) {
+        let needed: &[&str] = match function.handler {
+            Handler::Sqs => &["kms:Decrypt"],
+            _ => &["kms:GenerateDataKey", "kms:Decrypt"],
+        };
+        let granted = role_statements(&template, &function).into_iter().any(|s| {
+            s.at(&["Effect"]).text() == "Allow"
+                && one_or_many(s.at(&["Resource"])).contains(&key)
+                && needed.iter().all(|a| actions(s).contains(a))
+        });
+        assert!(granted, "{}: no {needed:?} on the queue key", function.id);
+    }
+}
+
+#[test]
+fn log_groups_keep_logs_for_a_while_and_may_use_a_kms_key() {
+    let template = template();
+    let groups = resources(&template, "AWS::Logs::LogGroup");
+    assert_eq!(groups.len(), functions(&template).len());
+    for (id, group) in groups {
+        let properties = group.at(&["Properties"]);
+        assert_eq!(
+            ref_target(properties.at(&["RetentionInDays"])),
+            Some("LogRetentionInDays"),
+            "{id}"
+        );
+        let (condition, key, none) = if_parts(properties.at(&["KmsKeyId"]))
+            .unwrap_or_else(|| panic!("{id}: KmsKeyId is not optional"));
+        let parameter = parameter_set(&template, condition).unwrap();
+        assert_eq!(ref_target(key), Some(parameter), "{id}");
+        assert!(is_no_value(none), "{id}");
+        assert_eq!(
+            template.at(&["Parameters", parameter, "Default"]).text(),
+            ""
+        );
+    }
+}
+
+/// The recorder's reserved concurrency is a parameter; unset, none is reserved.
+#[test]
+fn recorder_reserved_concurrency_is_optional() {
+    let template = template();
+    let recorder = function(&template, Handler::Sqs);
+    let (condition, value, unset) = if_parts(
+        recorder
+            .resource
+            .at(&["Properties", "ReservedConcurrentExecutions"]),
+    )
+    .expect("ReservedConcurrentExecutions: !If [..]");
+    let parameter = parameter_set(&template, condition).unwrap();
+    assert_eq!(ref_target(value), Some(parameter));
+    assert!(is_no_value(unset));
+    assert_eq!(
+        template.at(&["Parameters", parameter, "Default"]).text(),
+        ""
+    );
+}
+
+/// The recorder's summary line, which carries its metrics, is INFO: Lambda
+/// would drop it at a higher application log level.
+#[test]
+fn the_log_level_keeps_the_summary_line() {
+    let template = template();
+    let Node::List(levels) = template.at(&["Parameters", "ApplicationLogLevel", "AllowedValues"])
+    else {
+        panic!("ApplicationLogLevel has no AllowedValues list");
+    };
+    for level in levels {
+        assert!(
+            ["TRACE", "DEBUG", "INFO"].contains(&level.text()),
+            "ApplicationLogLevel allows {}, which drops the summary and its metrics",
+            level.text()
+        );
+    }
+}
+
 /// The collector itself: short and long forms, nested conditions, a whole
 /// Variables map under a condition, and names that are never set.
 #[test]

@@ -10,7 +10,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    event_recorder::logging::init(false);
     let handler = match Handler::from_env() {
         Ok(handler) => handler,
         Err(e) => exit_with_init_error(e.into()).await,

@@ -73,7 +73,8 @@ enum Command {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
+    // stdout carries the command's output.
+    event_recorder::logging::init(true);
     let outcome = match Cli::parse().command {
         Command::Migrate => migrate().await,
         Command::Encrypt {
@@ -215,7 +216,8 @@ fn encrypt(key: &str, sqs_event: bool, file: Option<PathBuf>) -> Result {
 async fn invoke(file: &PathBuf) -> Result {
     let event: SqsEvent = serde_json::from_str(&std::fs::read_to_string(file)?)?;
     let mut config = Config::from_env()?;
-    // stdout carries the batch response; metrics lines are for CloudWatch.
+    // stdout carries the batch response, and the batch summary goes to
+    // stderr with the other lines; metrics are for CloudWatch.
     config.metrics_namespace = Some("none".into());
     let app = App::start(config).await?;
     // As long as Lambda's longest timeout.

@@ -18,7 +18,7 @@ use aws_lambda_events::event::s3::S3Event;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::aws::s3::{self, S3, S3Error};
 use crate::config::{DB_CONNECTION_STRING, ENCRYPTED_DATABASE_PASSWORD};
@@ -196,9 +196,11 @@ async fn flush(
         let event_id = record.event.event_id.as_str();
         match outcome {
             Written::Stored => report.stored += 1,
+            // A re-run of a file meets every line it stored before: the
+            // object's summary line counts them, each one is DEBUG.
             Written::Duplicate => {
                 report.duplicates += 1;
-                warn!(line, event_id, "duplicate: already stored, skipped");
+                debug!(line, event_id, "duplicate: already stored, skipped");
             }
             Written::Refused(e) => {
                 rejects

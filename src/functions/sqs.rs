@@ -8,7 +8,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, warn};
 
 use crate::config::Config;
-use crate::metrics::{Invocation, Metrics};
+use crate::metrics::{self, Invocation, Metrics};
 use crate::recorder::{BatchReport, Message, Recorder};
 use crate::start::{self, Aws, Connection, StartError};
 
@@ -74,18 +74,19 @@ impl App {
                     budget_ms = budget.as_millis() as u64,
                     "the invocation's deadline came first: every message of the batch is reported failed, and the connection is dropped"
                 );
-                all_failed(&messages)
+                all_failed(&messages, "the invocation's deadline came first")
             }
         };
-        if let Some(metrics) = &self.metrics {
-            metrics.emit(&Invocation {
+        metrics::log_summary(
+            &Invocation {
                 batch_size: messages.len(),
                 stored: report.stored,
                 duplicates: report.duplicates,
                 failed: report.failed.len(),
                 database_time: started.elapsed(),
-            });
-        }
+            },
+            self.metrics.as_ref(),
+        );
         let failed = report.failed;
         if failed.iter().any(String::is_empty) {
             return Err(MissingMessageId);
@@ -119,13 +120,18 @@ impl App {
                     count = messages.len(),
                     "no database connection: every message of the batch failed"
                 );
-                all_failed(messages)
+                all_failed(messages, "no database connection")
             }
         }
     }
 }
 
-fn all_failed(messages: &[Message]) -> BatchReport {
+/// Every message failed for one `reason`, each with its own line (an
+/// operator looks a message up by its ID).
+fn all_failed(messages: &[Message], reason: &str) -> BatchReport {
+    for message in messages {
+        error!(message_id = message.id, error = reason, "failed");
+    }
     BatchReport {
         failed: messages.iter().map(|m| m.id.to_owned()).collect(),
         ..BatchReport::default()

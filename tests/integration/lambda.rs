@@ -203,10 +203,10 @@ async fn recovers_after_the_database_was_unreachable() {
     assert_eq!(db.row_counts().await, [4, 2, 0]);
 }
 
-fn marked_batch(marker: &str) -> Batch {
-    let mut sensitive = billing_event("secret-1");
+fn marked_batch(marker: &str, round: &str) -> Batch {
+    let mut sensitive = billing_event(&format!("secret-1-{round}"));
     sensitive["details"]["pid"] = json!(marker);
-    let mut invalid = audit_event("secret-2");
+    let mut invalid = audit_event(&format!("secret-2-{round}"));
     invalid["timestamp"] = json!(marker);
     Batch::default()
         .event("m1", &sensitive)
@@ -217,36 +217,49 @@ fn marked_batch(marker: &str) -> Batch {
         )
 }
 
+/// At the default level, at DEBUG (where each stored message has a line)
+/// and at TRACE, in both formats.
 #[tokio::test]
 async fn no_secret_reaches_the_logs() {
     let db = TestDb::new().await;
     let (role, password) = db.role_with_password().await;
     let connection_string = format!("{role} password={password}");
     let marker = "PERSONAL-DATA-8c1f";
-    let api = RuntimeApi::start().await;
-    let function = Function::spawn(
-        &api,
-        &[
-            ("DB_CONNECTION_STRING", connection_string),
-            ("LOCAL_DATA_KEY", KEY_B64.into()),
-            ("AWS_LAMBDA_LOG_LEVEL", "trace".into()),
-        ],
-    );
-    assert_eq!(
-        failures(api.invoke(&marked_batch(marker).sqs_event()).await),
-        ["m2", "m3"]
-    );
-    let logs = function.output();
-    assert!(
-        logs.contains("m1") && logs.contains("stored"),
-        "the logs were captured: {logs}"
-    );
     let key_hex: String = (0u8..32).map(|b| format!("{b:02x}")).collect();
-    for secret in [KEY_B64, key_hex.as_str(), password.as_str(), marker] {
-        assert!(
-            !logs.contains(secret),
-            "{secret:?} leaked into the logs:\n{logs}"
+    for (level, format) in [
+        ("INFO", "JSON"),
+        ("DEBUG", "JSON"),
+        ("DEBUG", "Text"),
+        ("TRACE", "Text"),
+    ] {
+        let api = RuntimeApi::start().await;
+        let function = Function::spawn(
+            &api,
+            &[
+                ("DB_CONNECTION_STRING", connection_string.clone()),
+                ("LOCAL_DATA_KEY", KEY_B64.into()),
+                ("AWS_LAMBDA_LOG_LEVEL", level.into()),
+                ("AWS_LAMBDA_LOG_FORMAT", format.into()),
+            ],
         );
+        let batch = marked_batch(marker, &format!("{level}-{format}"));
+        assert_eq!(failures(api.invoke(&batch.sqs_event()).await), ["m2", "m3"]);
+        let logs = function.output();
+        assert!(
+            logs.contains("m2") && logs.contains("batch recorded"),
+            "{level} {format}: the logs were captured: {logs}"
+        );
+        assert_eq!(
+            logs.contains("\"stored\"") || logs.contains("DEBUG stored"),
+            level != "INFO",
+            "{level} {format}: per-message lines at DEBUG only: {logs}"
+        );
+        for secret in [KEY_B64, key_hex.as_str(), password.as_str(), marker] {
+            assert!(
+                !logs.contains(secret),
+                "{level} {format}: {secret:?} leaked into the logs:\n{logs}"
+            );
+        }
     }
 }
 

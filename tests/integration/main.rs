@@ -8,6 +8,7 @@ mod cli;
 mod fraud_csv;
 mod harness;
 mod lambda;
+mod logs;
 mod original_db;
 mod pooler;
 mod s3_import;

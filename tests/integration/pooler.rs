@@ -73,9 +73,8 @@ fn stored_and_duplicates(logs: &str) -> (Vec<String>, usize) {
         let Ok(entry) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        let fields = entry.get("fields").unwrap_or(&entry);
-        match fields["message"].as_str() {
-            Some("stored") => stored.push(fields["event_id"].as_str().unwrap().to_owned()),
+        match entry["message"].as_str() {
+            Some("stored") => stored.push(entry["event_id"].as_str().unwrap().to_owned()),
             Some(m) if m.starts_with("duplicate") => duplicates += 1,
             _ => {}
         }
@@ -103,6 +102,8 @@ pub async fn overlapping_rounds(db: &TestDb, count: usize, connection_string: St
             ("DB_CONNECTION_STRING", connection_string.clone()),
             ("LOCAL_DATA_KEY", KEY_B64.to_owned()),
             ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
+            // Each stored message has its own line at DEBUG only.
+            ("AWS_LAMBDA_LOG_LEVEL", "DEBUG".to_owned()),
         ];
         let function = Function::spawn(&api, &env);
         instances.push((api, function));

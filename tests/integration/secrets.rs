@@ -87,6 +87,51 @@ async fn data_key_from_kms_ciphertext_in_the_environment() {
     );
 }
 
+/// KMS and the AWS SDK at work, with the log at DEBUG (and TRACE): neither
+/// the data key nor the password appears in it, in either format.
+#[tokio::test]
+async fn no_secret_in_the_logs_at_debug_with_kms() {
+    let db = TestDb::new().await;
+    let sdk = sdk().await;
+    let (role, password) = db.role_with_password().await;
+    let wrapped = wrapped_data_key(&sdk).await;
+    let key_hex: String = (0u8..32).map(|b| format!("{b:02x}")).collect();
+    for (level, format) in [("DEBUG", "JSON"), ("TRACE", "Text")] {
+        let vars = env(&[
+            (
+                "DB_CONNECTION_STRING",
+                format!("{role} password={password}"),
+            ),
+            ("ENCRYPTION_KEY", wrapped.clone()),
+            ("AWS_LAMBDA_LOG_LEVEL", level.into()),
+            ("AWS_LAMBDA_LOG_FORMAT", format.into()),
+        ]);
+        let api = RuntimeApi::start().await;
+        let function = Function::spawn(&api, &vars);
+        let batch =
+            Batch::default().event(&format!("m-{level}"), &audit_event(&format!("kms-{level}")));
+        match api.invoke(&batch.sqs_event()).await {
+            Outcome::Response(r) => assert_eq!(r["batchItemFailures"], serde_json::json!([])),
+            Outcome::Error(e) => panic!("{e}: {}", function.output()),
+        }
+        let logs = function.output();
+        assert!(
+            logs.contains("data key decrypted with KMS") && logs.contains(&format!("kms-{level}")),
+            "{level}: the logs were captured: {logs}"
+        );
+        for secret in [
+            crate::support::events::KEY_B64,
+            key_hex.as_str(),
+            password.as_str(),
+        ] {
+            assert!(
+                !logs.contains(secret),
+                "{level}: {secret:?} leaked into the logs:\n{logs}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn data_key_from_kms_ciphertext_in_s3() {
     let db = TestDb::new().await;
