@@ -32,6 +32,7 @@ let
       ../benches # [[bench]] targets must exist for cargo to load the manifest
       ../tests
       ../deploy/template.yaml # read by tests/deploy_template.rs
+      ../nix/pins.json # the architectures tests/deploy_template.rs expects
       ../nix/zip-writer # a workspace member: cargo loads it with the package
     ];
   };

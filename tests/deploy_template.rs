@@ -396,10 +396,12 @@ fn functions_are_one_custom_runtime_zip() {
             "{}",
             function.id
         );
+        let architectures = one_or_many(properties.at(&["Architectures"]));
+        assert_eq!(architectures.len(), 1, "{}", function.id);
         assert_eq!(
-            properties.at(&["Architectures"]),
-            &Node::List(vec![Node::Scalar("x86_64".into())]),
-            "{}",
+            ref_target(architectures[0]),
+            Some("Architecture"),
+            "{}: Architectures must follow the Architecture parameter",
             function.id
         );
         assert_eq!(
@@ -410,6 +412,34 @@ fn functions_are_one_custom_runtime_zip() {
             functions[0].id
         );
     }
+}
+
+/// The template offers exactly the architectures the build recipe makes a zip
+/// for (nix/pins.json), x86_64 by default.
+#[test]
+fn architecture_parameter_matches_the_recipes_architectures() {
+    let template = template();
+    let parameter = template.at(&["Parameters", "Architecture"]);
+    assert_eq!(parameter.at(&["Default"]).text(), "x86_64");
+    let offered: BTreeSet<String> = one_or_many(parameter.at(&["AllowedValues"]))
+        .into_iter()
+        .map(|v| v.text().to_owned())
+        .collect();
+    let pins: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("nix/pins.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let built: BTreeSet<String> = pins["architectures"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.starts_with('_'))
+        .cloned()
+        .collect();
+    assert_eq!(offered, built);
 }
 
 #[test]
