@@ -19,6 +19,9 @@
 
 // Shared with the integration tests; the bench uses part of each.
 #[allow(dead_code)]
+#[path = "../tests/integration/support/cleanup.rs"]
+mod cleanup;
+#[allow(dead_code)]
 #[path = "../tests/integration/support/events.rs"]
 mod events;
 #[allow(dead_code)]
