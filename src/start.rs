@@ -35,8 +35,8 @@ pub enum StartError {
 pub struct Aws(OnceCell<SdkConfig>);
 
 impl Aws {
-    pub async fn config(&self) -> Result<&SdkConfig, SecretError> {
-        self.0.get_or_try_init(aws::sdk_config).await
+    pub async fn config(&self) -> &SdkConfig {
+        self.0.get_or_init(aws::sdk_config).await
     }
 }
 
@@ -48,10 +48,10 @@ pub async fn resolve_key(source: KeySource, aws: &Aws) -> Result<DataKey, StartE
         }
         KeySource::KmsCiphertext(ciphertext) => (
             ENCRYPTION_KEY,
-            aws::kms_decrypt(aws.config().await?, ENCRYPTION_KEY, &ciphertext).await?,
+            aws::kms_decrypt(aws.config().await, ENCRYPTION_KEY, &ciphertext).await?,
         ),
         KeySource::KmsCiphertextInS3 { bucket, key } => {
-            let sdk = aws.config().await?;
+            let sdk = aws.config().await;
             let ciphertext = aws::s3_text(sdk, DECRYPTION_KEY_FILE_NAME, &bucket, &key).await?;
             (
                 DECRYPTION_KEY_FILE_NAME,
@@ -73,12 +73,8 @@ pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database
         credentials_need_tls(settings.ssl_mode, iam)?;
     }
     let password = if let Some(ciphertext) = config.encrypted_password {
-        let bytes = aws::kms_decrypt(
-            aws.config().await?,
-            ENCRYPTED_DATABASE_PASSWORD,
-            &ciphertext,
-        )
-        .await?;
+        let bytes =
+            aws::kms_decrypt(aws.config().await, ENCRYPTED_DATABASE_PASSWORD, &ciphertext).await?;
         let password = String::from_utf8(bytes).map_err(|_| SecretError {
             source_var: ENCRYPTED_DATABASE_PASSWORD,
             problem: "the decrypted password is not UTF-8".into(),
@@ -89,7 +85,7 @@ pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database
         Password::Fixed
     } else {
         info!("no database password given: using RDS IAM authentication");
-        Password::IamToken(Box::new(aws.config().await?.clone()))
+        Password::IamToken(Box::new(aws.config().await.clone()))
     };
     Ok(Database::new(settings, password)?)
 }
@@ -99,7 +95,7 @@ pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database
 pub async fn s3_function() -> Result<(Connection, crate::aws::s3::S3), StartError> {
     let aws = Aws::default();
     let database = open_database(DatabaseConfig::from_env()?, &aws).await?;
-    let s3 = crate::aws::s3::S3::new(aws.config().await?);
+    let s3 = crate::aws::s3::S3::new(aws.config().await);
     Ok((Connection::open(database).await?, s3))
 }
 
