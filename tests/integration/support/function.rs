@@ -4,7 +4,7 @@
 //! `EVENT_RECORDER_BOOTSTRAP` selects another binary (the one packaged in the
 //! Lambda zip); by default it is the one Cargo built for these tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,11 +26,16 @@ pub struct Function {
 impl Function {
     /// Starts `bootstrap` with only the Lambda variables and `env`.
     pub fn spawn(api: &RuntimeApi, env: &[(&str, String)]) -> Self {
+        Self::spawn_binary(&bootstrap_path(), api, env)
+    }
+
+    /// The same with another build of `bootstrap`.
+    pub fn spawn_binary(binary: &Path, api: &RuntimeApi, env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = std::fs::File::create(dir.path().join("stdout")).unwrap();
         let err = std::fs::File::create(dir.path().join("stderr")).unwrap();
         let spawned = Instant::now();
-        let child = Command::new(bootstrap_path())
+        let child = Command::new(binary)
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", api.endpoint())
             .env("AWS_LAMBDA_FUNCTION_NAME", "event-recorder")
@@ -47,7 +52,7 @@ impl Function {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bootstrap_path().display()));
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
         Self {
             child,
             dir,
