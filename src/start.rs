@@ -2,6 +2,8 @@
 //! only when a secret needs it), the data key, and the database with its
 //! password source. Also the one connection an instance keeps.
 
+use std::future::Future;
+use std::pin::pin;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -62,6 +64,20 @@ pub async fn resolve_key(source: KeySource, aws: &Aws) -> Result<DataKey, StartE
     let key = DataKey::new(bytes).map_err(|e| StartError::Key(variable, e))?;
     info!(source = variable, "data key decrypted with KMS");
     Ok(key)
+}
+
+/// Runs `first` and `second` at once, with the errors of running them in
+/// turn: an error of `first` wins over one of `second`, and ends the wait.
+pub async fn overlapped<A, B, E>(
+    first: impl Future<Output = Result<A, E>>,
+    second: impl Future<Output = Result<B, E>>,
+) -> Result<(A, B), E> {
+    let (mut first, mut second) = (pin!(first), pin!(second));
+    tokio::select! {
+        biased;
+        a = &mut first => Ok((a?, second.await?)),
+        b = &mut second => Ok((first.await?, b?)),
+    }
 }
 
 /// The database with its password source: `ENCRYPTED_DATABASE_PASSWORD`
@@ -244,6 +260,30 @@ mod tests {
             encrypted_password: encrypted_password.map(str::to_owned),
         };
         open_database(config, &Aws::default()).await
+    }
+
+    #[tokio::test]
+    async fn overlapped_reports_errors_as_if_run_in_turn() {
+        use std::future::pending;
+        let later = |r: Result<u8, &'static str>| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            r
+        };
+        assert_eq!(overlapped(later(Ok(1)), async { Ok(2) }).await, Ok((1, 2)));
+        // The second fails first, yet the first's error is the one reported.
+        assert_eq!(
+            overlapped(later(Err("first")), async { Err::<u8, _>("second") }).await,
+            Err("first")
+        );
+        assert_eq!(
+            overlapped(later(Ok(1)), async { Err::<u8, _>("second") }).await,
+            Err("second")
+        );
+        // The first's error does not wait for the second.
+        assert_eq!(
+            overlapped(async { Err::<u8, _>("first") }, pending::<Result<u8, _>>()).await,
+            Err("first")
+        );
     }
 
     #[tokio::test]

@@ -7,11 +7,13 @@
 //! context is built here from a bare `SslContextBuilder`: roots are loaded
 //! only when the chain is verified, and then only the ones named.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use openssl::error::ErrorStack;
@@ -44,31 +46,61 @@ pub enum Verify<'a> {
 /// Makes one TLS session per connection attempt from a shared context.
 #[derive(Clone)]
 pub struct MakeTls {
-    context: SslContext,
+    /// Made at once when it holds roots (a bad CA file is a start-up error);
+    /// otherwise at the first handshake, which `disable`, or `prefer` with a
+    /// server that declines TLS, never reaches.
+    context: Arc<OnceLock<Result<SslContext, ErrorStack>>>,
     verify_host: bool,
 }
 
 impl MakeTls {
-    /// Builds the context, loading the roots (if any) now: a bad CA file is
-    /// a start-up error, not a failure at the first connection.
     pub fn new(verify: Verify<'_>) -> Result<Self, String> {
-        let mut builder = client_context().map_err(|e| format!("cannot set up TLS: {e}"))?;
         let (roots, verify_host) = match verify {
             Verify::Nothing => (None, false),
             Verify::Chain(roots) => (Some(roots), false),
             Verify::ChainAndHost(roots) => (Some(roots), true),
         };
-        match roots {
-            None => builder.set_verify(SslVerifyMode::NONE),
-            Some(roots) => {
-                load(&mut builder, roots)?;
-                builder.set_verify(SslVerifyMode::PEER);
-            }
+        let context = OnceLock::new();
+        if let Some(roots) = roots {
+            let mut builder = client_context().map_err(|e| format!("cannot set up TLS: {e}"))?;
+            load(&mut builder, roots)?;
+            builder.set_verify(SslVerifyMode::PEER);
+            let _ = context.set(Ok(builder.build()));
         }
         Ok(Self {
-            context: builder.build(),
+            context: Arc::new(context),
             verify_host,
         })
+    }
+
+    /// The context; one that verifies nothing if none was made at start.
+    fn context(&self) -> Result<&SslContext, ErrorStack> {
+        self.context
+            .get_or_init(|| {
+                let mut builder = client_context()?;
+                builder.set_verify(SslVerifyMode::NONE);
+                Ok(builder.build())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// A session for `host`: SNI, and the name check if asked for.
+    fn session(&self, host: &str) -> Result<Ssl, ErrorStack> {
+        let mut ssl = Ssl::new(self.context()?)?;
+        let address = host.parse::<IpAddr>().ok();
+        if address.is_none() {
+            ssl.set_hostname(host)?; // SNI: proxies route by it
+        }
+        if self.verify_host {
+            let param = ssl.param_mut();
+            param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
+            match address {
+                Some(ip) => param.set_ip(ip)?,
+                None => param.set_host(host)?,
+            }
+        }
+        Ok(ssl)
     }
 }
 
@@ -166,28 +198,22 @@ where
 {
     type Stream = TlsStream<S>;
     type TlsConnect = Handshake;
-    type Error = ErrorStack;
+    type Error = Infallible;
 
-    fn make_tls_connect(&mut self, host: &str) -> Result<Handshake, ErrorStack> {
-        let mut ssl = Ssl::new(&self.context)?;
-        let address = host.parse::<IpAddr>().ok();
-        if address.is_none() {
-            ssl.set_hostname(host)?; // SNI: proxies route by it
-        }
-        if self.verify_host {
-            let param = ssl.param_mut();
-            param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
-            match address {
-                Some(ip) => param.set_ip(ip)?,
-                None => param.set_host(host)?,
-            }
-        }
-        Ok(Handshake(ssl))
+    /// Called before the server is asked for TLS, so nothing is made yet.
+    fn make_tls_connect(&mut self, host: &str) -> Result<Handshake, Infallible> {
+        Ok(Handshake {
+            tls: self.clone(),
+            host: host.to_owned(),
+        })
     }
 }
 
-/// One TLS session, ready to run its handshake over a connected socket.
-pub struct Handshake(Ssl);
+/// A TLS session to be made once the server has agreed to one.
+pub struct Handshake {
+    tls: MakeTls,
+    host: String,
+}
 
 impl<S> TlsConnect<S> for Handshake
 where
@@ -199,9 +225,13 @@ where
 
     fn connect(self, socket: S) -> Self::Future {
         Box::pin(async move {
+            let ssl = self
+                .tls
+                .session(&self.host)
+                .map_err(HandshakeError::Setup)?;
             // OpenSSL reads a record header, then its body: buffered, that is
             // one read from the socket instead of two per record.
-            let mut stream = SslStream::new(self.0, BufReader::with_capacity(8192, socket))
+            let mut stream = SslStream::new(ssl, BufReader::with_capacity(8192, socket))
                 .map_err(HandshakeError::Setup)?;
             match Pin::new(&mut stream).connect().await {
                 Ok(()) => Ok(TlsStream(stream)),
