@@ -42,11 +42,13 @@ pub fn client() -> SharedHttpClient {
     SharedHttpClient::new(OpenSslClient::default())
 }
 
+/// A connector's (connect timeout, read timeout).
+type Timeouts = (Option<Duration>, Option<Duration>);
+
 #[derive(Debug, Default)]
 struct OpenSslClient {
     tls: Arc<LazyTls>,
-    /// By (connect timeout, read timeout).
-    connectors: Mutex<HashMap<(Option<Duration>, Option<Duration>), SharedHttpConnector>>,
+    connectors: Mutex<HashMap<Timeouts, SharedHttpConnector>>,
 }
 
 impl HttpClient for OpenSslClient {
