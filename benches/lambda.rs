@@ -40,9 +40,10 @@ mod moto;
 #[allow(dead_code)]
 #[path = "../tests/integration/support/runtime_api.rs"]
 mod runtime_api;
+#[path = "../tests/integration/support/tls_proxy.rs"]
+mod tls_proxy;
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
@@ -52,9 +53,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use event_recorder::schema;
 use events::{Batch, KEY_B64, audit_event, billing_event, fraud_event};
 use function::Function;
-use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod};
 use runtime_api::{Outcome, RuntimeApi};
-use tokio::net::{TcpListener, TcpStream};
 
 const STARTS: usize = 30;
 const BATCH: usize = 10_000;
@@ -102,7 +101,8 @@ async fn run(mut config: tokio_postgres::Config) {
     kms.extend(moto::aws_env());
     kms.push(("DB_CONNECTION_STRING", db(up, "sslmode=prefer")));
     kms.push(("ENCRYPTION_KEY", wrapped_data_key().await));
-    let proxy = tls_proxy(moto_port(), &pki.server_cert, &pki.server_key).await;
+    let moto_port = tls_proxy::port_of(&moto::shared().endpoint);
+    let proxy = tls_proxy::start(moto_port, &pki.server_cert, &pki.server_key).await;
     for (name, value) in &mut kms {
         if *name == "AWS_ENDPOINT_URL" {
             *value = format!("https://localhost:{proxy}");
@@ -221,11 +221,6 @@ fn ca_bundle(extra: &Path) -> (PathBuf, String) {
     )
 }
 
-fn moto_port() -> u16 {
-    let endpoint = &moto::shared().endpoint;
-    endpoint.rsplit(':').next().unwrap().parse().unwrap()
-}
-
 /// The test data key wrapped by a new KMS key in moto.
 async fn wrapped_data_key() -> String {
     let sdk = aws_config::defaults(BehaviorVersion::latest())
@@ -245,35 +240,6 @@ async fn wrapped_data_key() -> String {
         .await
         .unwrap();
     BASE64.encode(wrapped.ciphertext_blob.unwrap().into_inner())
-}
-
-/// Terminates TLS (the certificate `cert` for `localhost`) in front of a
-/// plain-HTTP port; returns the port it listens on.
-async fn tls_proxy(upstream: u16, cert: &Path, key: &Path) -> u16 {
-    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
-    acceptor.set_certificate_chain_file(cert).unwrap();
-    acceptor
-        .set_private_key_file(key, SslFiletype::PEM)
-        .unwrap();
-    let acceptor = acceptor.build();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let ssl = Ssl::new(acceptor.context()).unwrap();
-            tokio::spawn(async move {
-                let mut tls = tokio_openssl::SslStream::new(ssl, socket).unwrap();
-                if Pin::new(&mut tls).accept().await.is_err() {
-                    return;
-                }
-                let Ok(mut moto) = TcpStream::connect(("127.0.0.1", upstream)).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut moto).await;
-            });
-        }
-    });
-    port
 }
 
 /// Peak memory over one large invocation of binary A.

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,9 +28,9 @@ use hyper_openssl::client::legacy::{HttpsLayer, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use openssl::error::ErrorStack;
 use openssl::ssl::{SslConnector, SslMethod};
 use tokio::net::TcpStream;
+use tokio::sync::OnceCell;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -81,28 +81,31 @@ impl HttpClient for OpenSslClient {
     }
 }
 
-/// The TLS context, made once, when first needed.
+/// The TLS context, made once, when first needed, on a blocking thread: the
+/// runtime goes on with other start-up work (the database connection)
+/// while the CA store is parsed.
 #[derive(Default)]
-struct LazyTls(OnceLock<Result<HttpsLayer, ErrorStack>>);
+struct LazyTls(OnceCell<HttpsLayer>);
 
 impl LazyTls {
-    fn get(&self) -> Result<&HttpsLayer, ErrorStack> {
+    async fn get(&self) -> Result<&HttpsLayer, BoxError> {
         self.0
-            .get_or_init(|| {
+            .get_or_try_init(|| async {
                 // The builder loads OpenSSL's default CA store.
-                HttpsLayer::with_connector(SslConnector::builder(SslMethod::tls_client())?)
+                let make =
+                    || HttpsLayer::with_connector(SslConnector::builder(SslMethod::tls_client())?);
+                Ok(tokio::task::spawn_blocking(make).await??)
             })
-            .as_ref()
-            .map_err(Clone::clone)
+            .await
     }
 }
 
 impl std::fmt::Debug for LazyTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = match self.0.get() {
-            None => "not yet made",
-            Some(Ok(_)) => "ready",
-            Some(Err(_)) => "failed",
+        let state = if self.0.initialized() {
+            "made"
+        } else {
+            "not yet made"
         };
         f.debug_tuple("LazyTls").field(&state).finish()
     }
@@ -129,10 +132,8 @@ impl Service<Uri> for Connect {
             let connect = self.tcp.call(uri);
             return Box::pin(async move { Ok(MaybeHttpsStream::Http(connect.await?)) });
         }
-        match self.tls.get() {
-            Ok(layer) => layer.layer(self.tcp.clone()).call(uri),
-            Err(e) => Box::pin(async move { Err(e.into()) }),
-        }
+        let (tcp, tls) = (self.tcp.clone(), self.tls.clone());
+        Box::pin(async move { tls.get().await?.layer(tcp).call(uri).await })
     }
 }
 

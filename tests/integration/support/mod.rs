@@ -11,6 +11,7 @@ pub mod proxy;
 pub mod runtime_api;
 pub mod s3;
 pub mod server;
+pub mod tls_proxy;
 
 use event_recorder::{Store, schema};
 use tokio_postgres::{Client, Config, NoTls};
