@@ -10,7 +10,8 @@
 //!
 //! `sslrootcert` is a PEM file (then only its certificates are trusted), or
 //! `system` for OpenSSL's default CA store. It is read only by the modes that
-//! verify; `prefer` and a bare `require` read no certificate at all.
+//! verify: `prefer` (even with `sslrootcert`) and a bare `require` read no
+//! certificate at all.
 
 mod tls;
 
@@ -462,6 +463,24 @@ mod tests {
                 .tls()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn only_modes_that_verify_read_sslrootcert() {
+        let missing = "sslrootcert=/nonexistent/ca.pem";
+        for mode in ["disable", "prefer"] {
+            let s = parse(&format!("host=h user=u sslmode={mode} {missing}")).unwrap();
+            assert!(s.tls().is_ok(), "{mode}");
+        }
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let s = parse(&format!("host=h user=u sslmode={mode} {missing}")).unwrap();
+            let e = s.tls().err().unwrap_or_else(|| panic!("{mode}: loaded"));
+            assert!(
+                e.problem
+                    .starts_with("sslrootcert /nonexistent/ca.pem cannot be loaded"),
+                "{mode}: {e}"
+            );
+        }
     }
 
     #[test]

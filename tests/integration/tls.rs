@@ -352,7 +352,7 @@ async fn modes_that_verify_nothing_read_no_ca_file() {
     let (_pki, server) = tls_server().await;
     let dir = tempfile::tempdir().unwrap();
     let store = unreadable_file(dir.path());
-    // `prefer` with a file: libpq verifies nothing in this mode either.
+    // `prefer` verifies nothing, so its sslrootcert is not read either.
     let prefer_with_file = format!("sslmode=prefer sslrootcert={}", store.display());
     for (i, tls) in ["sslmode=prefer", "sslmode=require", &prefer_with_file]
         .into_iter()
