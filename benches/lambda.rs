@@ -1,11 +1,30 @@
 //! The `bootstrap` binary as Lambda runs it: time from process start to its
-//! first `invocation/next` request, and peak memory (VmHWM) over one
-//! 10,000-message invocation. Local PostgreSQL, `LOCAL_DATA_KEY`.
+//! first `invocation/next` request, in four configurations, and peak memory
+//! (VmHWM) over one 10,000-message invocation.
 //!
-//! Run: `cargo bench --bench lambda` (set EVENT_RECORDER_BOOTSTRAP to measure
-//! another build, such as the one in the Lambda zip).
+//! The configurations:
+//! - `prefer`, `disable`: `LOCAL_DATA_KEY`, a local PostgreSQL (no TLS, so
+//!   `prefer` ends in clear text as well, after asking);
+//! - `db down`: the same, nothing listening on the database's port;
+//! - `kms key`: the data key decrypted by KMS, moto behind a TLS proxy, so the
+//!   call is HTTPS (verified) as it is in AWS; local PostgreSQL, `prefer`.
+//!
+//! Every start has a full CA bundle where OpenSSL reads it: `SSL_CERT_FILE`
+//! points at the machine's bundle (`EVENT_RECORDER_CA_BUNDLE`, else the
+//! first of `/etc/pki/tls/cert.pem`, `/etc/ssl/certs/ca-certificates.crt`,
+//! `/etc/ssl/cert.pem`) followed by the proxy's test CA. OpenSSL takes that
+//! variable in place of its default file whatever OPENSSLDIR it was built
+//! with, so a host build and the zip's build read the same bundle.
+//!
+//! Run: `cargo bench --bench lambda`. `EVENT_RECORDER_BOOTSTRAP` measures
+//! another build (the one in the Lambda zip); `EVENT_RECORDER_BOOTSTRAP_BASELINE`
+//! adds a second binary, started in turn with the first (A B, then B A) so a
+//! busy machine slows both alike, and prints the median of the paired ratios.
 
 // Shared with the integration tests; the bench uses part of each.
+#[allow(dead_code)]
+#[path = "../tests/integration/support/certs.rs"]
+mod certs;
 #[allow(dead_code)]
 #[path = "../tests/integration/support/cleanup.rs"]
 mod cleanup;
@@ -19,11 +38,24 @@ mod function;
 #[path = "../tests/integration/support/local.rs"]
 mod local;
 #[allow(dead_code)]
+#[path = "../tests/integration/support/moto.rs"]
+mod moto;
+#[allow(dead_code)]
 #[path = "../tests/integration/support/runtime_api.rs"]
 mod runtime_api;
+#[path = "../tests/integration/support/tls_proxy.rs"]
+mod tls_proxy;
+#[allow(dead_code)]
+#[path = "../tests/integration/support/tools.rs"]
+mod tools;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use event_recorder::schema;
 use events::{Batch, KEY_B64, audit_event, billing_event, fraud_event};
 use function::Function;
@@ -31,6 +63,8 @@ use runtime_api::{Outcome, RuntimeApi};
 
 const STARTS: usize = 30;
 const BATCH: usize = 10_000;
+
+type Env = Vec<(&'static str, String)>;
 
 fn main() {
     let server = local::LocalServer::start(local::Options::default()).expect("local PostgreSQL");
@@ -46,43 +80,178 @@ async fn run(mut config: tokio_postgres::Config) {
     tokio::spawn(conn);
     schema::migrate(&mut client).await.unwrap();
     config.dbname("postgres");
-    let env = [
-        (
-            "DB_CONNECTION_STRING",
-            format!(
-                "host=127.0.0.1 port={} user=postgres password={} dbname=postgres",
-                config.get_ports()[0],
-                local::PASSWORD
-            ),
-        ),
-        ("LOCAL_DATA_KEY", KEY_B64.to_owned()),
-        ("AWS_LAMBDA_LOG_LEVEL", "warn".to_owned()),
-    ];
-    println!("binary: {}", function::bootstrap_path().display());
+    let up = config.get_ports()[0];
+    let down = local::free_port().unwrap();
+    let db = |port: u16, tls: &str| {
+        format!(
+            "host=127.0.0.1 port={port} user=postgres password={} dbname=postgres {tls}",
+            local::PASSWORD
+        )
+    };
 
-    let mut starts = Vec::with_capacity(STARTS);
-    for _ in 0..STARTS {
-        let api = RuntimeApi::start().await;
-        let function = Function::spawn(&api, &env);
-        let first = loop {
-            if let Some(at) = api.first_next() {
-                break at;
-            }
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        };
-        starts.push(first.duration_since(function.spawned));
+    let pki = certs::make(&["localhost"]);
+    let (bundle, system) = ca_bundle(&pki.ca);
+    let common: Env = vec![
+        ("AWS_LAMBDA_LOG_LEVEL", "warn".into()),
+        ("SSL_CERT_FILE", bundle.display().to_string()),
+    ];
+    let local_key = |conn: String| -> Env {
+        let mut env = common.clone();
+        env.extend([
+            ("DB_CONNECTION_STRING", conn),
+            ("LOCAL_DATA_KEY", KEY_B64.to_owned()),
+        ]);
+        env
+    };
+    let mut kms = common.clone();
+    kms.extend(moto::aws_env());
+    kms.push(("DB_CONNECTION_STRING", db(up, "sslmode=prefer")));
+    kms.push(("ENCRYPTION_KEY", wrapped_data_key().await));
+    let moto_port = tls_proxy::port_of(&moto::shared().endpoint);
+    let proxy = tls_proxy::start(moto_port, &pki.server_cert, &pki.server_key).await;
+    for (name, value) in &mut kms {
+        if *name == "AWS_ENDPOINT_URL" {
+            *value = format!("https://localhost:{proxy}");
+        }
     }
-    starts.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let configurations: [(&str, Env); 4] = [
+        ("prefer", local_key(db(up, "sslmode=prefer"))),
+        ("disable", local_key(db(up, "sslmode=disable"))),
+        ("db down", local_key(db(down, "sslmode=prefer"))),
+        ("kms key", kms),
+    ];
+
+    let binaries: Vec<PathBuf> = [
+        Some(function::bootstrap_path()),
+        std::env::var_os("EVENT_RECORDER_BOOTSTRAP_BASELINE").map(PathBuf::from),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for (label, path) in ["A", "B"].iter().zip(&binaries) {
+        println!("binary {label}: {}", path.display());
+    }
     println!(
-        "start to first /next over {STARTS} starts: median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
-        ms(starts[STARTS / 2]),
-        ms(starts[STARTS * 9 / 10]),
-        ms(starts[STARTS - 1])
+        "CA bundle: SSL_CERT_FILE={} ({system} and the proxy's test CA)",
+        bundle.display()
     );
 
+    // times[configuration][binary]
+    let mut times = vec![vec![Vec::with_capacity(STARTS); binaries.len()]; 4];
+    for round in 0..STARTS {
+        for (c, (_, env)) in configurations.iter().enumerate() {
+            for turn in 0..binaries.len() {
+                let b = (round + turn) % binaries.len();
+                times[c][b].push(start_time(&binaries[b], env).await);
+            }
+        }
+    }
+
+    println!("start to first /next over {STARTS} starts per binary (ms):");
+    for ((name, _), per_binary) in configurations.iter().zip(&times) {
+        let mut line = format!("{name:>8}:");
+        for (label, starts) in ["A", "B"].iter().zip(per_binary) {
+            let (median, p90) = median_p90(starts);
+            line.push_str(&format!(
+                " {label} median {:5.1}, p90 {:5.1};",
+                ms(median),
+                ms(p90)
+            ));
+        }
+        if let [a, b] = &per_binary[..] {
+            let mut ratios: Vec<f64> = a
+                .iter()
+                .zip(b)
+                .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            line.push_str(&format!(" A/B median {:.2}", ratios[ratios.len() / 2]));
+        }
+        println!("{}", line.trim_end_matches(';'));
+    }
+
+    memory(&configurations[0].1).await;
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median_p90(times: &[Duration]) -> (Duration, Duration) {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    (sorted[sorted.len() / 2], sorted[sorted.len() * 9 / 10])
+}
+
+/// From spawning `binary` to its first `/next`.
+async fn start_time(binary: &Path, env: &Env) -> Duration {
     let api = RuntimeApi::start().await;
-    let function = Function::spawn(&api, &env);
+    let function = Function::spawn_binary(binary, &api, env);
+    loop {
+        if let Some(at) = api.first_next() {
+            return at.duration_since(function.spawned);
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+/// The machine's CA bundle with `extra` appended, and where it came from.
+fn ca_bundle(extra: &Path) -> (PathBuf, String) {
+    let system = std::env::var_os("EVENT_RECORDER_CA_BUNDLE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/etc/pki/tls/cert.pem",
+                "/etc/ssl/certs/ca-certificates.crt",
+                "/etc/ssl/cert.pem",
+            ]
+            .map(PathBuf::from),
+        )
+        .find(|p| p.is_file())
+        .expect("a system CA bundle (set EVENT_RECORDER_CA_BUNDLE)");
+    let mut pem = std::fs::read(&system).unwrap();
+    pem.push(b'\n');
+    pem.extend(std::fs::read(extra).unwrap());
+    let certificates = String::from_utf8_lossy(&pem)
+        .matches("BEGIN CERTIFICATE")
+        .count();
+    let path = std::env::temp_dir().join(format!(
+        "event-recorder-bench-ca-{}.pem",
+        std::process::id()
+    ));
+    std::fs::write(&path, pem).unwrap();
+    (
+        path,
+        format!("{certificates} certificates: {}", system.display()),
+    )
+}
+
+/// The test data key wrapped by a new KMS key in moto.
+async fn wrapped_data_key() -> String {
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(event_recorder::aws::http_client())
+        .endpoint_url(&moto::shared().endpoint)
+        .region(Region::new("eu-west-2"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "bench"))
+        .load()
+        .await;
+    let kms = aws_sdk_kms::Client::new(&sdk);
+    let key = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    let wrapped = kms
+        .encrypt()
+        .key_id(key.key_id)
+        .plaintext(aws_smithy_types::Blob::new(BASE64.decode(KEY_B64).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    BASE64.encode(wrapped.ciphertext_blob.unwrap().into_inner())
+}
+
+/// Peak memory over one large invocation of binary A.
+async fn memory(env: &Env) {
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(&api, env);
     let mut batch = Batch::default();
     for i in 0..BATCH {
         let id = format!("mem-{i}");

@@ -8,7 +8,12 @@
 //! - `require`: TLS, unverified, but with `sslrootcert` it verifies the chain;
 //! - `verify-ca`: TLS, chain verified; `verify-full`: chain and host name.
 //!
-//! `sslrootcert` is a PEM file, or `system` for OpenSSL's default CA store.
+//! `sslrootcert` is a PEM file (then only its certificates are trusted), or
+//! `system` for OpenSSL's default CA store. It is read only by the modes that
+//! verify: `prefer` (even with `sslrootcert`) and a bare `require` read no
+//! certificate at all.
+
+mod tls;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -16,13 +21,12 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_credential_types::provider::ProvideCredentials;
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use postgres_openssl::MakeTlsConnector;
 use tokio_postgres::Client;
 use tokio_postgres::config::{Host, SslMode as WireSslMode};
 
 use crate::config::{ConfigError, DB_CONNECTION_STRING};
 use crate::store::Store;
+use tls::{MakeTls, Verify};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
@@ -50,6 +54,9 @@ pub struct Settings {
 /// Unless the connection string sets `connect_timeout`, an unreachable
 /// database fails a batch after this long instead of eating the Lambda timeout.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+const NEEDS_ROOT_CERT: &str =
+    "sslmode=verify-ca and verify-full need sslrootcert (a PEM CA bundle, or `system`)";
 
 fn invalid(problem: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -97,9 +104,7 @@ impl Settings {
             }
         }
         if matches!(ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull) && root_cert.is_none() {
-            return Err(invalid(
-                "sslmode=verify-ca and verify-full need sslrootcert (a PEM CA bundle, or `system`)",
-            ));
+            return Err(invalid(NEEDS_ROOT_CERT));
         }
         config.ssl_mode(match ssl_mode {
             SslMode::Disable => WireSslMode::Disable,
@@ -113,38 +118,19 @@ impl Settings {
         })
     }
 
-    /// The OpenSSL connector for these settings; reads the CA bundle now.
-    pub fn tls(&self) -> Result<MakeTlsConnector, ConfigError> {
-        let mut builder = SslConnector::builder(SslMethod::tls_client())
-            .map_err(|e| invalid(format!("cannot set up TLS: {e}")))?;
-        let verify_chain = matches!(
-            (&self.ssl_mode, &self.root_cert),
-            (SslMode::VerifyCa | SslMode::VerifyFull, _) | (SslMode::Require, Some(_))
-        );
-        match &self.root_cert {
-            Some(RootCert::File(path)) => builder.set_ca_file(path).map_err(|e| {
-                invalid(format!(
-                    "sslrootcert {} cannot be loaded: {e}",
-                    path.display()
-                ))
-            })?,
-            Some(RootCert::System) => builder
-                .set_default_verify_paths()
-                .map_err(|e| invalid(format!("the system CA store cannot be loaded: {e}")))?,
-            None => {}
-        }
-        builder.set_verify(if verify_chain {
-            SslVerifyMode::PEER
-        } else {
-            SslVerifyMode::NONE
-        });
-        let mut connector = MakeTlsConnector::new(builder.build());
-        let verify_host = self.ssl_mode == SslMode::VerifyFull;
-        connector.set_callback(move |config, _| {
-            config.set_verify_hostname(verify_host);
-            Ok(())
-        });
-        Ok(connector)
+    /// The TLS set-up for these settings. The CA bundle, if the mode
+    /// verifies, is read now.
+    pub fn tls(&self) -> Result<MakeTls, ConfigError> {
+        // What the server's certificate is checked against, as libpq does it.
+        let verify = match (self.ssl_mode, &self.root_cert) {
+            (SslMode::VerifyFull, Some(roots)) => Verify::ChainAndHost(roots),
+            (SslMode::VerifyCa | SslMode::Require, Some(roots)) => Verify::Chain(roots),
+            (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
+                return Err(invalid(NEEDS_ROOT_CERT));
+            }
+            (SslMode::Disable | SslMode::Prefer | SslMode::Require, _) => Verify::Nothing,
+        };
+        MakeTls::new(verify).map_err(invalid)
     }
 
     pub fn host(&self) -> String {
@@ -296,7 +282,7 @@ impl ConnectError {
 
 pub struct Database {
     settings: Settings,
-    tls: MakeTlsConnector,
+    tls: MakeTls,
     password: Password,
 }
 
@@ -477,6 +463,24 @@ mod tests {
                 .tls()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn only_modes_that_verify_read_sslrootcert() {
+        let missing = "sslrootcert=/nonexistent/ca.pem";
+        for mode in ["disable", "prefer"] {
+            let s = parse(&format!("host=h user=u sslmode={mode} {missing}")).unwrap();
+            assert!(s.tls().is_ok(), "{mode}");
+        }
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let s = parse(&format!("host=h user=u sslmode={mode} {missing}")).unwrap();
+            let e = s.tls().err().unwrap_or_else(|| panic!("{mode}: loaded"));
+            assert!(
+                e.problem
+                    .starts_with("sslrootcert /nonexistent/ca.pem cannot be loaded"),
+                "{mode}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! only when a secret needs it), the data key, and the database with its
 //! password source. Also the one connection an instance keeps.
 
+use std::future::Future;
+use std::pin::pin;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -35,8 +37,8 @@ pub enum StartError {
 pub struct Aws(OnceCell<SdkConfig>);
 
 impl Aws {
-    pub async fn config(&self) -> Result<&SdkConfig, SecretError> {
-        self.0.get_or_try_init(aws::sdk_config).await
+    pub async fn config(&self) -> &SdkConfig {
+        self.0.get_or_init(aws::sdk_config).await
     }
 }
 
@@ -48,10 +50,10 @@ pub async fn resolve_key(source: KeySource, aws: &Aws) -> Result<DataKey, StartE
         }
         KeySource::KmsCiphertext(ciphertext) => (
             ENCRYPTION_KEY,
-            aws::kms_decrypt(aws.config().await?, ENCRYPTION_KEY, &ciphertext).await?,
+            aws::kms_decrypt(aws.config().await, ENCRYPTION_KEY, &ciphertext).await?,
         ),
         KeySource::KmsCiphertextInS3 { bucket, key } => {
-            let sdk = aws.config().await?;
+            let sdk = aws.config().await;
             let ciphertext = aws::s3_text(sdk, DECRYPTION_KEY_FILE_NAME, &bucket, &key).await?;
             (
                 DECRYPTION_KEY_FILE_NAME,
@@ -64,6 +66,20 @@ pub async fn resolve_key(source: KeySource, aws: &Aws) -> Result<DataKey, StartE
     Ok(key)
 }
 
+/// Runs `first` and `second` at once, with the errors of running them in
+/// turn: an error of `first` wins over one of `second`, and ends the wait.
+pub async fn overlapped<A, B, E>(
+    first: impl Future<Output = Result<A, E>>,
+    second: impl Future<Output = Result<B, E>>,
+) -> Result<(A, B), E> {
+    let (mut first, mut second) = (pin!(first), pin!(second));
+    tokio::select! {
+        biased;
+        a = &mut first => Ok((a?, second.await?)),
+        b = &mut second => Ok((first.await?, b?)),
+    }
+}
+
 /// The database with its password source: `ENCRYPTED_DATABASE_PASSWORD`
 /// through KMS, else the connection string's own, else an RDS IAM token.
 pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database, StartError> {
@@ -73,12 +89,8 @@ pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database
         credentials_need_tls(settings.ssl_mode, iam)?;
     }
     let password = if let Some(ciphertext) = config.encrypted_password {
-        let bytes = aws::kms_decrypt(
-            aws.config().await?,
-            ENCRYPTED_DATABASE_PASSWORD,
-            &ciphertext,
-        )
-        .await?;
+        let bytes =
+            aws::kms_decrypt(aws.config().await, ENCRYPTED_DATABASE_PASSWORD, &ciphertext).await?;
         let password = String::from_utf8(bytes).map_err(|_| SecretError {
             source_var: ENCRYPTED_DATABASE_PASSWORD,
             problem: "the decrypted password is not UTF-8".into(),
@@ -89,7 +101,7 @@ pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database
         Password::Fixed
     } else {
         info!("no database password given: using RDS IAM authentication");
-        Password::IamToken(Box::new(aws.config().await?.clone()))
+        Password::IamToken(Box::new(aws.config().await.clone()))
     };
     Ok(Database::new(settings, password)?)
 }
@@ -99,7 +111,7 @@ pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database
 pub async fn s3_function() -> Result<(Connection, crate::aws::s3::S3), StartError> {
     let aws = Aws::default();
     let database = open_database(DatabaseConfig::from_env()?, &aws).await?;
-    let s3 = crate::aws::s3::S3::new(aws.config().await?);
+    let s3 = crate::aws::s3::S3::new(aws.config().await);
     Ok((Connection::open(database).await?, s3))
 }
 
@@ -248,6 +260,30 @@ mod tests {
             encrypted_password: encrypted_password.map(str::to_owned),
         };
         open_database(config, &Aws::default()).await
+    }
+
+    #[tokio::test]
+    async fn overlapped_reports_errors_as_if_run_in_turn() {
+        use std::future::pending;
+        let later = |r: Result<u8, &'static str>| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            r
+        };
+        assert_eq!(overlapped(later(Ok(1)), async { Ok(2) }).await, Ok((1, 2)));
+        // The second fails first, yet the first's error is the one reported.
+        assert_eq!(
+            overlapped(later(Err("first")), async { Err::<u8, _>("second") }).await,
+            Err("first")
+        );
+        assert_eq!(
+            overlapped(later(Ok(1)), async { Err::<u8, _>("second") }).await,
+            Err("second")
+        );
+        // The first's error does not wait for the second.
+        assert_eq!(
+            overlapped(async { Err::<u8, _>("first") }, pending::<Result<u8, _>>()).await,
+            Err("first")
+        );
     }
 
     #[tokio::test]

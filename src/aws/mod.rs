@@ -30,13 +30,11 @@ fn secret_error(source_var: &'static str, problem: impl Into<String>) -> SecretE
 }
 
 /// Loads the SDK configuration once; every AWS client is built from it.
-pub async fn sdk_config() -> Result<SdkConfig, SecretError> {
-    let client = http::client()
-        .map_err(|e| secret_error("AWS", format!("cannot set up TLS for AWS calls: {e}")))?;
-    Ok(aws_config::defaults(BehaviorVersion::latest())
-        .http_client(client)
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http::client())
         .load()
-        .await)
+        .await
 }
 
 /// KMS Decrypt of a base64 ciphertext blob, e.g. `ENCRYPTION_KEY`.

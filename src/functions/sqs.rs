@@ -31,12 +31,16 @@ impl App {
     /// batch tries again); a TLS failure is (it is a configuration problem).
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let aws = Aws::default();
-        let key = start::resolve_key(config.key_source, &aws).await?;
-        let database = start::open_database(config.database, &aws).await?;
+        // Independent: a key from KMS is fetched while the database connects.
+        let (key, connection) =
+            start::overlapped(start::resolve_key(config.key_source, &aws), async {
+                Connection::open(start::open_database(config.database, &aws).await?).await
+            })
+            .await?;
         let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
         Ok(Self {
             recorder: Recorder::new(key).print_decrypted_events(config.log_decrypted_events),
-            connection: Connection::open(database).await?,
+            connection,
             metrics: Metrics::new(
                 config.metrics_namespace.as_deref(),
                 function_name.as_deref(),

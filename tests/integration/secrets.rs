@@ -1,6 +1,8 @@
 //! Production secrets against emulated AWS (moto on 127.0.0.1): the data key
-//! from KMS (env or S3), the password from KMS, RDS IAM tokens.
+//! from KMS (env or S3, and over HTTPS checked against the system store), the
+//! password from KMS, RDS IAM tokens.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
@@ -9,10 +11,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::support::TestDb;
+use crate::support::certs;
 use crate::support::events::{Batch, audit_event, billing_event};
 use crate::support::function::Function;
 use crate::support::moto;
 use crate::support::runtime_api::{Outcome, RuntimeApi};
+use crate::support::tls_proxy;
 
 pub use crate::support::s3::sdk;
 
@@ -284,4 +288,45 @@ print(rds.generate_db_auth_token(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
     );
     assert!(ours.contains("X-Amz-Signature="));
     let _ = SystemTime::now();
+}
+
+#[tokio::test]
+async fn kms_over_https_is_checked_against_the_system_store() {
+    let db = TestDb::new().await;
+    let sdk = sdk().await;
+    let pki = certs::make(&["localhost"]);
+    let moto_port = tls_proxy::port_of(&moto::shared().endpoint);
+    let proxy = tls_proxy::start(moto_port, &pki.server_cert, &pki.server_key).await;
+    let wrapped = wrapped_data_key(&sdk).await;
+    let vars = |store: &Path| {
+        let mut vars = env(&[
+            ("DB_CONNECTION_STRING", db.connection_string()),
+            ("ENCRYPTION_KEY", wrapped.clone()),
+            ("SSL_CERT_FILE", store.display().to_string()),
+        ]);
+        for (name, value) in &mut vars {
+            if *name == "AWS_ENDPOINT_URL" {
+                *value = format!("https://localhost:{proxy}");
+            }
+        }
+        vars
+    };
+    stores_a_batch(&db, &vars(&pki.ca)).await;
+
+    // A store without the CA that signed the endpoint's certificate.
+    let api = RuntimeApi::start().await;
+    let mut function = Function::spawn(&api, &vars(&pki.other_ca));
+    let status = function.exit_status(Duration::from_secs(60)).await;
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{status:?}\n{}",
+        function.output()
+    );
+    let (_, body) = api.init_error().expect("init error reported");
+    let message = body["errorMessage"].as_str().unwrap();
+    assert!(
+        message.starts_with("ENCRYPTION_KEY: KMS Decrypt failed"),
+        "{message}"
+    );
+    assert!(message.contains("certificate verify failed"), "{message}");
 }

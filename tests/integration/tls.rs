@@ -5,6 +5,7 @@
 //! `server::own_cluster`); both are built with OpenSSL. Binaries without TLS
 //! fail these tests: they are not skipped.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use event_recorder::schema;
@@ -282,4 +283,98 @@ async fn a_handshake_cut_by_a_reset_is_an_outage_not_an_init_error() {
     assert!(function.is_running(), "{}", function.output());
     let logs = function.output();
     assert!(logs.contains("cannot reach the database"), "{logs}");
+}
+
+/// `SSL_CERT_FILE` for the child: OpenSSL's default CA file, the "system store".
+fn with_system_store(
+    mut vars: Vec<(&'static str, String)>,
+    file: &Path,
+) -> Vec<(&'static str, String)> {
+    vars.push(("SSL_CERT_FILE", file.display().to_string()));
+    vars
+}
+
+#[tokio::test]
+async fn sslrootcert_file_trusts_that_file_alone() {
+    let (pki, server) = tls_server().await;
+    // The server's CA is in the system store; the file names another.
+    let tls = format!("sslmode=verify-full sslrootcert={}", pki.other_ca.display());
+    let vars = with_system_store(connection(&server, "localhost", &tls), &pki.ca);
+    let message = init_error(&vars).await;
+    assert_tls_failure(&message);
+    assert!(message.contains("certificate verify failed"), "{message}");
+}
+
+#[tokio::test]
+async fn sslrootcert_system_reads_the_default_store() {
+    let (pki, server) = tls_server().await;
+    // Channel binding required: SCRAM-SHA-256-PLUS over the verified session.
+    let tls = "sslmode=verify-full sslrootcert=system channel_binding=require";
+    let vars = with_system_store(connection(&server, "localhost", tls), &pki.ca);
+    let api = RuntimeApi::start().await;
+    let function = Function::spawn(&api, &vars);
+    assert_all_stored(&api, &function, "system-store").await;
+
+    // A store without the server's CA refuses it.
+    let vars = with_system_store(connection(&server, "localhost", tls), &pki.other_ca);
+    let message = init_error(&vars).await;
+    assert_tls_failure(&message);
+    assert!(message.contains("certificate verify failed"), "{message}");
+}
+
+#[tokio::test]
+async fn a_system_store_that_cannot_be_read_is_named() {
+    let (_pki, server) = tls_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("ca-bundle.crt");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let tls = format!("sslmode={mode} sslrootcert=system");
+        let vars = with_system_store(connection(&server, "localhost", &tls), &garbage);
+        let message = init_error(&vars).await;
+        assert!(
+            message.starts_with(&format!(
+                "DB_CONNECTION_STRING: sslrootcert=system: the system CA bundle {} cannot be loaded",
+                garbage.display()
+            )),
+            "{mode}: {message}"
+        );
+    }
+}
+
+/// A FIFO without a writer: opening it for reading blocks, so a process
+/// that reads it never gets past that point.
+fn unreadable_file(dir: &Path) -> PathBuf {
+    let path = dir.join("ca-bundle.crt");
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    path
+}
+
+#[tokio::test]
+async fn modes_that_verify_nothing_read_no_ca_file() {
+    let (_pki, server) = tls_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = unreadable_file(dir.path());
+    // `prefer` verifies nothing, so its sslrootcert is not read either.
+    let prefer_with_file = format!("sslmode=prefer sslrootcert={}", store.display());
+    for (i, tls) in ["sslmode=prefer", "sslmode=require", &prefer_with_file]
+        .into_iter()
+        .enumerate()
+    {
+        let vars = with_system_store(connection(&server, "localhost", tls), &store);
+        let api = RuntimeApi::start().await;
+        let function = Function::spawn(&api, &vars);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while api.first_next().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{tls}: no start within 20 s (is a CA file being read?): {}",
+                function.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_all_stored(&api, &function, &format!("no-ca-{i}")).await;
+    }
 }

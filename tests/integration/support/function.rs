@@ -7,7 +7,7 @@
 //! split on whitespace: an emulator for another architecture, such as
 //! `qemu-aarch64-static -L /usr/aarch64-linux-gnu` for the arm64 zip.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,17 +20,17 @@ pub fn bootstrap_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_bootstrap")))
 }
 
-/// The command that starts `bootstrap`, under the runner if one is set.
-fn command() -> Command {
+/// The command that starts `binary`, under the runner if one is set.
+fn command(binary: &Path) -> Command {
     let runner = std::env::var("EVENT_RECORDER_BOOTSTRAP_RUNNER").unwrap_or_default();
     let mut words = runner.split_whitespace();
     match words.next() {
         Some(program) => {
             let mut command = Command::new(program);
-            command.args(words).arg(bootstrap_path());
+            command.args(words).arg(binary);
             command
         }
-        None => Command::new(bootstrap_path()),
+        None => Command::new(binary),
     }
 }
 
@@ -46,11 +46,16 @@ pub struct Function {
 impl Function {
     /// Starts `bootstrap` with only the Lambda variables and `env`.
     pub fn spawn(api: &RuntimeApi, env: &[(&str, String)]) -> Self {
+        Self::spawn_binary(&bootstrap_path(), api, env)
+    }
+
+    /// The same with another build of `bootstrap`.
+    pub fn spawn_binary(binary: &Path, api: &RuntimeApi, env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = std::fs::File::create(dir.path().join("stdout")).unwrap();
         let err = std::fs::File::create(dir.path().join("stderr")).unwrap();
         let spawned = Instant::now();
-        let child = command()
+        let child = command(binary)
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", api.endpoint())
             .env("AWS_LAMBDA_FUNCTION_NAME", "event-recorder")
@@ -67,7 +72,7 @@ impl Function {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bootstrap_path().display()));
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
         let pid = child.id();
         let at_exit = [
             cleanup::remove_at_exit(dir.path()),

@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod runtime_api;
 pub mod s3;
 pub mod server;
+pub mod tls_proxy;
 pub mod tools;
 
 use event_recorder::{Store, schema};

@@ -11,7 +11,7 @@ use super::moto;
 /// The test's own SDK config for moto (the functions read the env).
 pub async fn sdk() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(event_recorder::aws::http_client().unwrap())
+        .http_client(event_recorder::aws::http_client())
         .endpoint_url(&moto::shared().endpoint)
         .region(Region::new("eu-west-2"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
