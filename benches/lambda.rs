@@ -1,6 +1,7 @@
 //! The `bootstrap` binary as Lambda runs it: time from process start to its
-//! first `invocation/next` request, in four configurations, and peak memory
-//! (VmHWM) over one 10,000-message invocation.
+//! first `invocation/next` request, in four configurations; then, on a warm
+//! instance, the time of a 10,000-message invocation (the artifact's whole
+//! path, so builds can be compared on throughput) and peak memory (VmHWM).
 //!
 //! The configurations:
 //! - `prefer`, `disable`: `LOCAL_DATA_KEY`, a local PostgreSQL (no TLS, so
@@ -18,8 +19,9 @@
 //!
 //! Run: `cargo bench --bench lambda`. `EVENT_RECORDER_BOOTSTRAP` measures
 //! another build (the one in the Lambda zip); `EVENT_RECORDER_BOOTSTRAP_BASELINE`
-//! adds a second binary, started in turn with the first (A B, then B A) so a
-//! busy machine slows both alike, and prints the median of the paired ratios.
+//! adds a second binary, started and invoked in turn with the first (A B,
+//! then B A) so a busy machine slows both alike, and prints the median of the
+//! paired ratios.
 
 // Shared with the integration tests; the bench uses part of each.
 #[allow(dead_code)]
@@ -63,6 +65,7 @@ use runtime_api::{Outcome, RuntimeApi};
 
 const STARTS: usize = 30;
 const BATCH: usize = 10_000;
+const ROUNDS: usize = 7;
 
 type Env = Vec<(&'static str, String)>;
 
@@ -170,7 +173,7 @@ async fn run(mut config: tokio_postgres::Config) {
         println!("{}", line.trim_end_matches(';'));
     }
 
-    memory(&configurations[0].1).await;
+    invocations(&binaries, &configurations[0].1).await;
 }
 
 fn ms(d: Duration) -> f64 {
@@ -248,39 +251,76 @@ async fn wrapped_data_key() -> String {
     BASE64.encode(wrapped.ciphertext_blob.unwrap().into_inner())
 }
 
-/// Peak memory over one large invocation of binary A.
-async fn memory(env: &Env) {
-    let api = RuntimeApi::start().await;
-    let function = Function::spawn(&api, env);
-    let mut batch = Batch::default();
-    for i in 0..BATCH {
-        let id = format!("mem-{i}");
-        let event = match i % 20 {
-            0..=2 => billing_event(&id),
-            3 => fraud_event(&id),
-            _ => audit_event(&id),
-        };
-        batch = batch.event(&format!("m{i}"), &event);
+/// Each binary as a warm instance: `ROUNDS` invocations of `BATCH` new
+/// messages, the binaries taking turns (A B, then B A), then peak memory.
+/// The time of an invocation is the function's whole path for a batch:
+/// decrypt, parse, route, store, answer.
+async fn invocations(binaries: &[PathBuf], env: &Env) {
+    let apis = runtime_apis(binaries.len()).await;
+    let functions: Vec<Function> = binaries
+        .iter()
+        .zip(&apis)
+        .map(|(binary, api)| Function::spawn_binary(binary, api, env))
+        .collect();
+    let mut times = vec![Vec::with_capacity(ROUNDS); binaries.len()];
+    let mut payload_mb = 0.0;
+    for round in 0..ROUNDS {
+        for turn in 0..binaries.len() {
+            let b = (round + turn) % binaries.len();
+            let mut batch = Batch::default();
+            for i in 0..BATCH {
+                let id = format!("inv-{b}-{round}-{i}");
+                let event = match i % 20 {
+                    0..=2 => billing_event(&id),
+                    3 => fraud_event(&id),
+                    _ => audit_event(&id),
+                };
+                batch = batch.event(&format!("m{i}"), &event);
+            }
+            let event = batch.sqs_event();
+            payload_mb = event.to_string().len() as f64 / 1e6;
+            let started = std::time::Instant::now();
+            let Outcome::Response(response) = apis[b].invoke(&event).await else {
+                panic!("function error")
+            };
+            times[b].push(started.elapsed());
+            assert_eq!(
+                response["batchItemFailures"].as_array().map(Vec::len),
+                Some(0)
+            );
+        }
     }
-    let event = batch.sqs_event();
-    let started = std::time::Instant::now();
-    let Outcome::Response(response) = api.invoke(&event).await else {
-        panic!("function error")
-    };
-    let took = started.elapsed();
-    assert_eq!(
-        response["batchItemFailures"].as_array().map(Vec::len),
-        Some(0)
-    );
-    let status = std::fs::read_to_string(format!("/proc/{}/status", function.pid())).unwrap();
-    let peak = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .unwrap_or("VmHWM: unknown");
-    println!(
-        "one {BATCH}-message invocation ({:.1} MB payload): {:.0} ms, peak memory {}",
-        event.to_string().len() as f64 / 1e6,
-        ms(took),
-        peak.trim_start_matches("VmHWM:").trim()
-    );
+    println!("{ROUNDS} invocations of {BATCH} messages ({payload_mb:.1} MB) per binary:");
+    for ((label, per_binary), function) in ["A", "B"].iter().zip(&times).zip(&functions) {
+        let (median, _) = median_p90(per_binary);
+        let status = std::fs::read_to_string(format!("/proc/{}/status", function.pid())).unwrap();
+        let peak = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .unwrap_or("VmHWM: unknown");
+        println!(
+            "  {label}: median {:.0} ms ({:.0} events/s), peak memory {}",
+            ms(median),
+            BATCH as f64 / median.as_secs_f64(),
+            peak.trim_start_matches("VmHWM:").trim()
+        );
+    }
+    if let [a, b] = &times[..] {
+        let mut ratios: Vec<f64> = a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        println!("  A/B time median {:.3}", ratios[ratios.len() / 2]);
+    }
+}
+
+/// One Runtime API emulator per binary.
+async fn runtime_apis(n: usize) -> Vec<RuntimeApi> {
+    let mut apis = Vec::with_capacity(n);
+    for _ in 0..n {
+        apis.push(RuntimeApi::start().await);
+    }
+    apis
 }
