@@ -162,13 +162,7 @@ async fn run(mut config: tokio_postgres::Config) {
             ));
         }
         if let [a, b] = &per_binary[..] {
-            let mut ratios: Vec<f64> = a
-                .iter()
-                .zip(b)
-                .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
-                .collect();
-            ratios.sort_by(f64::total_cmp);
-            line.push_str(&format!(" A/B median {:.2}", ratios[ratios.len() / 2]));
+            line.push_str(&format!(" A/B median {:.2}", paired_ratio(a, b)));
         }
         println!("{}", line.trim_end_matches(';'));
     }
@@ -178,6 +172,18 @@ async fn run(mut config: tokio_postgres::Config) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The median of a[i] / b[i]: runs taken in turn, so a busy moment slows
+/// both sides of a pair.
+fn paired_ratio(a: &[Duration], b: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
 }
 
 fn median_p90(times: &[Duration]) -> (Duration, Duration) {
@@ -308,13 +314,7 @@ async fn invocations(binaries: &[PathBuf], env: &Env) {
         );
     }
     if let [a, b] = &times[..] {
-        let mut ratios: Vec<f64> = a
-            .iter()
-            .zip(b)
-            .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        println!("  A/B time median {:.3}", ratios[ratios.len() / 2]);
+        println!("  A/B time median {:.3}", paired_ratio(a, b));
     }
 }
 
