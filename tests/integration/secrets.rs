@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use crate::support::TestDb;
 use crate::support::certs;
 use crate::support::events::{Batch, audit_event, billing_event};
-use crate::support::function::Function;
+use crate::support::function::{Function, init_error};
 use crate::support::moto;
 use crate::support::runtime_api::{Outcome, RuntimeApi};
 use crate::support::tls_proxy;
@@ -216,18 +216,7 @@ async fn start_up_failures_name_their_source() {
     for (expected, case, vars) in cases {
         let mut all = env(&[("DB_CONNECTION_STRING", conn.clone())]);
         all.extend(vars);
-        let api = RuntimeApi::start().await;
-        let mut function = Function::spawn(&api, &all);
-        let status = function.exit_status(Duration::from_secs(20)).await;
-        assert!(
-            status.is_some_and(|s| !s.success()),
-            "{case}: {status:?}\n{}",
-            function.output()
-        );
-        let (_, body) = api
-            .init_error()
-            .unwrap_or_else(|| panic!("{case}: no init error\n{}", function.output()));
-        let message = body["errorMessage"].as_str().unwrap();
+        let message = init_error(&all).await;
         assert!(message.starts_with(expected), "{case}: {message}");
     }
 }
@@ -314,16 +303,7 @@ async fn kms_over_https_is_checked_against_the_system_store() {
     stores_a_batch(&db, &vars(&pki.ca)).await;
 
     // A store without the CA that signed the endpoint's certificate.
-    let api = RuntimeApi::start().await;
-    let mut function = Function::spawn(&api, &vars(&pki.other_ca));
-    let status = function.exit_status(Duration::from_secs(60)).await;
-    assert!(
-        status.is_some_and(|s| !s.success()),
-        "{status:?}\n{}",
-        function.output()
-    );
-    let (_, body) = api.init_error().expect("init error reported");
-    let message = body["errorMessage"].as_str().unwrap();
+    let message = init_error(&vars(&pki.other_ca)).await;
     assert!(
         message.starts_with("ENCRYPTION_KEY: KMS Decrypt failed"),
         "{message}"

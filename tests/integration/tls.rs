@@ -12,7 +12,7 @@ use event_recorder::schema;
 
 use crate::support::certs::{self, Pki};
 use crate::support::events::{Batch, KEY_B64, audit_event};
-use crate::support::function::Function;
+use crate::support::function::{Function, init_error};
 use crate::support::local::{LocalServer, Options, PASSWORD};
 use crate::support::runtime_api::{Outcome, RuntimeApi};
 use crate::support::server;
@@ -43,19 +43,6 @@ fn connection(server: &LocalServer, host: &str, tls: &str) -> Vec<(&'static str,
         ("DB_CONNECTION_STRING", conn),
         ("LOCAL_DATA_KEY", KEY_B64.into()),
     ]
-}
-
-async fn init_error(vars: &[(&'static str, String)]) -> String {
-    let api = RuntimeApi::start().await;
-    let mut function = Function::spawn(&api, vars);
-    let status = function.exit_status(Duration::from_secs(20)).await;
-    assert!(
-        status.is_some_and(|s| !s.success()),
-        "{status:?}: {}",
-        function.output()
-    );
-    let (_, body) = api.init_error().expect("init error reported");
-    body["errorMessage"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

@@ -117,6 +117,25 @@ impl Function {
     }
 }
 
+/// Starts the function with `env`, requires it to fail its init (a non-zero
+/// exit and an error posted to the Runtime API), and returns that error's
+/// message.
+pub async fn init_error(env: &[(&str, String)]) -> String {
+    let api = RuntimeApi::start().await;
+    let mut function = Function::spawn(&api, env);
+    // An upper bound only: a start that fails returns at once.
+    let status = function.exit_status(Duration::from_secs(60)).await;
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{status:?}\n{}",
+        function.output()
+    );
+    let (_, body) = api
+        .init_error()
+        .unwrap_or_else(|| panic!("no init error reported\n{}", function.output()));
+    body["errorMessage"].as_str().unwrap().to_owned()
+}
+
 impl Drop for Function {
     fn drop(&mut self) {
         let _ = self.child.kill();
