@@ -37,7 +37,7 @@ mod runtime_api;
 use std::time::Instant;
 
 use event_recorder::schema;
-use events::{Batch, KEY_B64, audit_event, billing_event, fraud_event};
+use events::{Batch, KEY_B64, mixed_event};
 use function::Function;
 use runtime_api::{Outcome, RuntimeApi};
 use serde_json::Value;
@@ -66,12 +66,7 @@ fn uuid(kind: u32, n: usize) -> String {
 }
 
 fn event(n: usize) -> Value {
-    let id = uuid(0xe0e0, n);
-    match n % 20 {
-        0..=2 => billing_event(&id),
-        3 => fraud_event(&id),
-        _ => audit_event(&id),
-    }
+    mixed_event(&uuid(0xe0e0, n), n)
 }
 
 /// Messages `first..first + BATCH`, each with its own event.

@@ -21,7 +21,7 @@ use std::time::Instant;
 use event_recorder::functions::fraud_csv::{self, parse};
 use event_recorder::functions::s3_import::{self, Rejects};
 use event_recorder::{Store, schema};
-use events::{audit_event, billing_event, fraud_event};
+use events::mixed_event;
 
 const LINES: usize = 200_000;
 const CSV_ROWS: usize = 100_000;
@@ -71,12 +71,7 @@ async fn run(admin: tokio_postgres::Config) {
     {
         let mut out = std::io::BufWriter::new(file.as_file_mut());
         for n in 0..LINES {
-            let id = format!("import-{n}");
-            let event = match n % 20 {
-                0..=2 => billing_event(&id),
-                3 => fraud_event(&id),
-                _ => audit_event(&id),
-            };
+            let event = mixed_event(&format!("import-{n}"), n);
             writeln!(out, "{}", serde_json::json!({ "document": event })).unwrap();
         }
     }

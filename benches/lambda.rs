@@ -59,7 +59,7 @@ use aws_credential_types::Credentials;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use event_recorder::schema;
-use events::{Batch, KEY_B64, audit_event, billing_event, fraud_event};
+use events::{Batch, KEY_B64, mixed_event};
 use function::Function;
 use runtime_api::{Outcome, RuntimeApi};
 
@@ -278,11 +278,7 @@ async fn invocations(binaries: &[PathBuf], env: &Env) {
                 // Scattered keys, as UUIDs are: keys that sort together
                 // would give one binary the cheap right-hand index inserts.
                 let id = format!("{:016x}-{b}-{round}-{i}", scatter(b, round, i));
-                let event = match i % 20 {
-                    0..=2 => billing_event(&id),
-                    3 => fraud_event(&id),
-                    _ => audit_event(&id),
-                };
+                let event = mixed_event(&id, i);
                 batch = batch.event(&format!("m{i}"), &event);
             }
             let event = batch.sqs_event();

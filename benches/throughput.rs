@@ -45,19 +45,14 @@ use std::time::{Duration, Instant};
 
 use event_recorder::route::{ExtraRow, Record};
 use event_recorder::{Recorder, Store, schema};
-use events::{Batch, audit_event, billing_event, encrypt, fraud_event, key};
+use events::{Batch, encrypt, key, mixed_event};
 use serde_json::{Map, Value};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Transaction};
 
 fn event(n: usize) -> serde_json::Value {
-    let id = format!("bench-{n}");
-    match n % 20 {
-        0..=2 => billing_event(&id),
-        3 => fraud_event(&id),
-        _ => audit_event(&id),
-    }
+    mixed_event(&format!("bench-{n}"), n)
 }
 
 fn main() {

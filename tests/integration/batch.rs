@@ -4,7 +4,9 @@ use event_recorder::{BatchReport, Recorder};
 use serde_json::{Value, json};
 
 use crate::support::TestDb;
-use crate::support::events::{Batch, audit_event, billing_event, encrypt, fraud_event, key};
+use crate::support::events::{
+    Batch, audit_event, billing_event, encrypt, fraud_event, key, mixed_event,
+};
 
 fn recorder() -> Recorder {
     Recorder::new(key())
@@ -341,11 +343,7 @@ async fn large_batch_is_stored_whole() {
     let db = TestDb::new().await;
     let mut batch = Batch::default();
     for i in 0..2_000 {
-        let event = match i % 20 {
-            0..=2 => billing_event(&format!("e{i}")),
-            3 => fraud_event(&format!("e{i}")),
-            _ => audit_event(&format!("e{i}")),
-        };
+        let event = mixed_event(&format!("e{i}"), i);
         batch.0.push((format!("m{i}"), encrypt(&event)));
     }
     assert_eq!(record(&db, &batch).await, report(&[], 2_000, 0));

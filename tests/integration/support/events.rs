@@ -49,6 +49,16 @@ pub fn fraud_event(id: &str) -> Value {
     e
 }
 
+/// The `n`th event of a realistic mix: 15% billing, 5% fraud, the rest
+/// audit only.
+pub fn mixed_event(id: &str, n: usize) -> Value {
+    match n % 20 {
+        0..=2 => billing_event(id),
+        3 => fraud_event(id),
+        _ => audit_event(id),
+    }
+}
+
 pub fn encrypt(event: &Value) -> String {
     key().encrypt(event.to_string().as_bytes())
 }
