@@ -262,7 +262,10 @@ async fn wrapped_data_key() -> String {
 /// The time of an invocation is the function's whole path for a batch:
 /// decrypt, parse, route, store, answer.
 async fn invocations(binaries: &[PathBuf], env: &Env) {
-    let apis = runtime_apis(binaries.len()).await;
+    let mut apis = Vec::with_capacity(binaries.len());
+    for _ in binaries {
+        apis.push(RuntimeApi::start().await);
+    }
     let functions: Vec<Function> = binaries
         .iter()
         .zip(&apis)
@@ -321,13 +324,4 @@ fn scatter(binary: usize, round: usize, index: usize) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-/// One Runtime API emulator per binary.
-async fn runtime_apis(n: usize) -> Vec<RuntimeApi> {
-    let mut apis = Vec::with_capacity(n);
-    for _ in 0..n {
-        apis.push(RuntimeApi::start().await);
-    }
-    apis
 }
