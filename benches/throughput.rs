@@ -34,11 +34,17 @@ mod cleanup;
 #[path = "../tests/integration/support/events.rs"]
 mod events;
 #[allow(dead_code)]
+#[path = "../tests/integration/support/fetched_pgbouncer.rs"]
+mod fetched_pgbouncer;
+#[allow(dead_code)]
 #[path = "../tests/integration/support/local.rs"]
 mod local;
 #[allow(dead_code)]
 #[path = "../tests/integration/support/pgbouncer.rs"]
 mod pgbouncer;
+#[allow(dead_code)]
+#[path = "../tests/integration/support/tools.rs"]
+mod tools;
 
 use std::pin::pin;
 use std::time::{Duration, Instant};

@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::support::pgbouncer::PgBouncer;
-use crate::support::{TestDb, connect, fetched, moto, server, tools};
+use crate::support::{TestDb, connect, fetched, fetched_pgbouncer, moto, server, tools};
 
 const MARKER: &str = "EVENT_RECORDER_HARNESS_RUN";
 const PROBE_TOOLS: &str = "EVENT_RECORDER_HARNESS_PROBE_TOOLS";
@@ -382,6 +382,25 @@ fn a_tarball_with_the_wrong_hash_is_not_installed() {
     assert_eq!(
         entries(tmp.path()),
         [format!("postgres-{}.lock", release.version)]
+    );
+}
+
+#[test]
+fn a_pgbouncer_package_with_the_wrong_hash_is_not_installed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = serve(b"!<arch>\nnot the pinned package");
+    let Err(err) = fetched_pgbouncer::install(tmp.path(), &mirror) else {
+        panic!("a package with the wrong sha256 was installed");
+    };
+    assert!(
+        err.contains("pgbouncer_")
+            && err.contains("sha256")
+            && err.contains("nothing was installed"),
+        "{err}"
+    );
+    assert_eq!(
+        entries(tmp.path()),
+        [format!("pgbouncer-{}.lock", fetched_pgbouncer::VERSION)]
     );
 }
 

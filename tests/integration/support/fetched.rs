@@ -82,7 +82,7 @@ pub fn install(tools: &Path, registry: &str, release: &Release) -> Result<PathBu
     let name = format!("postgres-{}", release.version);
     let root = tools::install(tools, &name, |dir| {
         let tarball = dir.join("package.tgz");
-        download(&tarball_url(registry, release), &tarball)?;
+        tools::download(&tarball_url(registry, release), &tarball)?;
         verify(&tarball, release)?;
         unpack(&tarball, dir)?;
         std::fs::remove_file(&tarball).map_err(|e| e.to_string())?;
@@ -99,23 +99,6 @@ fn tarball_url(registry: &str, release: &Release) -> String {
         registry.trim_end_matches('/'),
         release.version
     )
-}
-
-fn download(url: &str, to: &Path) -> Result<(), String> {
-    const FETCH: &str = "import shutil, sys, urllib.request\n\
-        with urllib.request.urlopen(sys.argv[1], timeout=60) as r, open(sys.argv[2], 'wb') as f:\n\
-        \x20   shutil.copyfileobj(r, f)\n";
-    let out = Command::new("python3")
-        .args(["-c", FETCH, url])
-        .arg(to)
-        .output()
-        .map_err(|e| format!("cannot run python3 to download {url}: {e}"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().last().unwrap_or("no error output");
-        return Err(format!("downloading {url} failed: {last}"));
-    }
-    Ok(())
 }
 
 /// The tarball's sha512 must be the pinned one.
@@ -151,19 +134,7 @@ fn unpack(tarball: &Path, into: &Path) -> Result<(), String> {
     }
     // The tarball has no directory entries: make every directory readable
     // by the unprivileged user postgres runs as, whatever the umask.
-    open_directories(into)
-}
-
-fn open_directories(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| e.to_string())?;
-    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            open_directories(&entry.path())?;
-        }
-    }
-    Ok(())
+    tools::open_directories(into)
 }
 
 /// The library sonames the package lists in `native/pg-symlinks.json` (npm

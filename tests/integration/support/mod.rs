@@ -5,6 +5,7 @@ pub mod certs;
 pub mod cleanup;
 pub mod events;
 pub mod fetched;
+pub mod fetched_pgbouncer;
 pub mod function;
 pub mod local;
 pub mod moto;

@@ -4,7 +4,9 @@
 //! an `auth_file`; PgBouncer logs in to the server with the same user and
 //! password. Its config, log and pid file live in a temp dir of its own. Run
 //! as an unprivileged user when the tests run as root (PgBouncer refuses
-//! root). Stopped when dropped, and when the test process ends (see `cleanup`).
+//! root). Uses the `pgbouncer` installed on the machine, else fetches
+//! Debian's on first use (`fetched_pgbouncer`). Stopped when dropped, and
+//! when the test process ends (see `cleanup`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,10 +16,11 @@ use tokio_postgres::Config;
 use tokio_postgres::config::Host;
 
 use super::cleanup::{self, Registration};
+use super::fetched_pgbouncer;
 use super::local::{free_port, unprivileged_user};
 
-pub const HOW_TO_INSTALL: &str = "PgBouncer is needed: install it (Debian/Ubuntu: \
-    `apt-get install pgbouncer`), or put `pgbouncer` on PATH";
+const HOW_TO_INSTALL: &str = "install it (Debian/Ubuntu: `apt-get install pgbouncer`; \
+    Nix: `nix develop`), or put `pgbouncer` on PATH";
 
 pub struct PgBouncer {
     dir: tempfile::TempDir,
@@ -33,7 +36,15 @@ impl PgBouncer {
     /// `upstream`'s user and password and at most `pool_size` server
     /// connections per database.
     pub fn start(upstream: &Config, pool_size: u32) -> Result<Self, String> {
-        let bin = find_bin().ok_or(HOW_TO_INSTALL)?;
+        let (bin, lib_dir) = match find_bin() {
+            Some(bin) => (bin, None),
+            None => {
+                let fetched = fetched_pgbouncer::get().map_err(|e| {
+                    format!("PgBouncer is needed: none on PATH, and fetching it failed: {e}; {HOW_TO_INSTALL}")
+                })?;
+                (fetched.bin, Some(fetched.lib_dir))
+            }
+        };
         let user = upstream
             .get_user()
             .ok_or("the upstream config names no user")?;
@@ -89,6 +100,9 @@ impl PgBouncer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if let Some(lib_dir) = &lib_dir {
+            cmd.env("LD_LIBRARY_PATH", lib_dir);
+        }
         if let Some((uid, gid)) = unprivileged_user()? {
             for name in ["", "userlist.txt", "pgbouncer.ini"] {
                 std::os::unix::fs::chown(path(name), Some(uid), Some(gid))
@@ -188,7 +202,7 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 }
 
 /// `pgbouncer` on PATH, else where Debian installs it (often not on a
-/// non-root PATH).
+/// non-root PATH); without either, the tests fetch it (`fetched_pgbouncer`).
 fn find_bin() -> Option<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()

@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Written into a build once it is complete, before it is published.
 const COMPLETE: &str = "installed";
@@ -112,6 +113,40 @@ fn remove_leftovers(tools: &Path, name: &str) -> Result<(), String> {
                 _ => std::fs::remove_file(&path),
             };
             removed.map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Downloads `url` to `to` with python3's urllib (already needed for moto),
+/// so no other HTTP client is required.
+pub fn download(url: &str, to: &Path) -> Result<(), String> {
+    const FETCH: &str = "import shutil, sys, urllib.request\n\
+        with urllib.request.urlopen(sys.argv[1], timeout=60) as r, open(sys.argv[2], 'wb') as f:\n\
+        \x20   shutil.copyfileobj(r, f)\n";
+    let out = Command::new("python3")
+        .args(["-c", FETCH, url])
+        .arg(to)
+        .output()
+        .map_err(|e| format!("cannot run python3 to download {url}: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or("no error output");
+        return Err(format!("downloading {url} failed: {last}"));
+    }
+    Ok(())
+}
+
+/// Makes `dir` and every directory below it readable and searchable by
+/// all (0755), so that the unprivileged user servers run as can reach what
+/// was unpacked there, whatever the umask.
+pub fn open_directories(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            open_directories(&entry.path())?;
         }
     }
     Ok(())
