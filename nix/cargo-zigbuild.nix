@@ -22,32 +22,44 @@ let
     tar -xzf ${crate} --strip-components=1 -C "$out"
     test -f "$out/Cargo.lock" || { echo "${czb.crate_url} has no Cargo.lock" >&2; exit 1; }
   '';
-in
-craneLib.buildPackage {
-  pname = "cargo-zigbuild";
-  inherit (czb) version;
-  inherit src;
-  strictDeps = true;
-  doCheck = false; # upstream's tests need zig and network; the version check below runs
-
-  doInstallCheck = true;
-  installCheckPhase = ''
-    runHook preInstallCheck
-    got=$("$out/bin/cargo-zigbuild" --version)
-    if [ "$got" != "cargo-zigbuild ${czb.version}" ]; then
-      echo "built '$got', nix/pins.json pins cargo-zigbuild ${czb.version}" >&2
-      exit 1
-    fi
-    runHook postInstallCheck
-  '';
-
-  # the verified .crate itself (also read by nix/checks/pins-agree.sh)
-  passthru = { inherit crate; };
-
-  meta = {
-    description = "cargo-zigbuild from the pinned .crate (nix/pins.json)";
-    homepage = "https://github.com/rust-cross/cargo-zigbuild";
-    license = lib.licenses.mit;
-    mainProgram = "cargo-zigbuild";
+  commonArgs = {
+    pname = "cargo-zigbuild";
+    inherit (czb) version;
+    inherit src;
+    strictDeps = true;
+    doCheck = false; # upstream's tests need zig and network; the version check below runs
+    # vendored once, from the crate's own Cargo.lock, for both derivations
+    cargoVendorDir = craneLib.vendorCargoDeps { inherit src; };
   };
-}
+  # Passed explicitly: without it buildPackage derives a deps-only build from all of its
+  # arguments, the install check included, and that check would run a binary a deps-only
+  # build never installs.
+  cargoArtifacts = craneLib.buildDepsOnly commonArgs;
+in
+craneLib.buildPackage (
+  commonArgs
+  // {
+    inherit cargoArtifacts;
+
+    doInstallCheck = true;
+    installCheckPhase = ''
+      runHook preInstallCheck
+      got=$("$out/bin/cargo-zigbuild" --version)
+      if [ "$got" != "cargo-zigbuild ${czb.version}" ]; then
+        echo "built '$got', nix/pins.json pins cargo-zigbuild ${czb.version}" >&2
+        exit 1
+      fi
+      runHook postInstallCheck
+    '';
+
+    # the verified .crate itself (also read by nix/checks/pins-agree.sh)
+    passthru = { inherit crate; };
+
+    meta = {
+      description = "cargo-zigbuild from the pinned .crate (nix/pins.json)";
+      homepage = "https://github.com/rust-cross/cargo-zigbuild";
+      license = lib.licenses.mit;
+      mainProgram = "cargo-zigbuild";
+    };
+  }
+)

@@ -6,7 +6,6 @@
 {
   lib,
   stdenv,
-  bashInteractive,
   python3,
   perl,
   rustToolchain,
@@ -41,10 +40,7 @@ stdenv.mkDerivation {
   inherit src;
   strictDeps = true;
 
-  # bashInteractive first: build-zip.sh scrubs the environment with `compgen -e`, a builtin
-  # that nixpkgs' default (non-interactive) bash lacks; patchShebangs picks it from PATH.
   nativeBuildInputs = [
-    bashInteractive
     rustToolchain
     zig
     cargo-zigbuild

@@ -16,7 +16,7 @@ let
   pins = import ./pins.nix;
 
   # rust-toolchain.toml is the only Rust pin: channel, components (rustfmt, clippy) and
-  # targets (x86_64-unknown-linux-gnu, so aarch64 hosts can build the zip too).
+  # targets (x86_64- and aarch64-unknown-linux-gnu: every host builds both zips).
   toolchainFor = p: p.rust-bin.fromRustupToolchainFile ../rust-toolchain.toml;
   rustToolchain = toolchainFor pkgs;
   craneLib = (crane.mkLib pkgs).overrideToolchain toolchainFor;
@@ -67,8 +67,9 @@ let
     inherit cargoVendorDir;
     # the profile `cargo test` / `cargo clippy` use (crane's default would be release)
     CARGO_PROFILE = "dev";
-    nativeBuildInputs = [ pkgs.pkg-config ];
-    buildInputs = [ pkgs.openssl ]; # without `vendored-openssl`, as in .ci/run
+    # OpenSSL is built from openssl-src (Cargo.toml), as in every build: its
+    # Configure needs perl; no system OpenSSL or pkg-config.
+    nativeBuildInputs = [ pkgs.perl ];
   };
   cargoArtifacts = craneLib.buildDepsOnly commonArgs;
 
@@ -132,12 +133,10 @@ in
   inherit checks;
 
   devShells.default = craneLib.devShell {
-    # build inputs of every check (pkg-config, openssl, postgresql, pythonEnv, and the
-    # zip's: toolchain, zig, cargo-zigbuild, python3, perl)
+    # build inputs of every check (perl, postgresql, pgbouncer, pythonEnv, and the zip's:
+    # toolchain, zig, cargo-zigbuild, python3)
     inherit checks;
-    # bashInteractive first: `nix/build-zip.sh` (#!/usr/bin/env bash) needs `compgen`
     packages = [
-      pkgs.bashInteractive
       pythonEnv
       zig
       cargo-zigbuild

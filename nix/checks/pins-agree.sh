@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # The flake and the non-Nix recipe must take their pins from the same files, with the
-# same values. Needs nix-instantiate (Debian: nix-bin) and python3 >= 3.11; no nixpkgs.
+# same values. Needs nix-instantiate (Debian: nix-bin), python3 >= 3.11, tar and crane's
+# source tarball (see crane-src.sh); no nixpkgs, no network.
 #   nix/checks/pins-agree.sh [TREE]      check TREE (default: this checkout)
 #   nix/checks/pins-agree.sh --self-test show that the check fails on planted drift
 # Checks:
 #  1. The non-Nix side: build-zip.sh and fetch-tools.sh read nix/pins.json next to
 #     themselves and the Rust channel from rust-toolchain.toml; every pin key they read
 #     exists in pins.json (for each host the flake supports).
-#  2. The Nix side, evaluated from the flake's own files (nix/checks/pins-agree.nix calls
-#     nix/zig.nix, nix/cargo-zigbuild.nix and nix/lambda-zip.nix with stand-ins for
-#     nixpkgs): zig version, wheel URL/sha256/filename per host, cargo-zigbuild
-#     version/.crate URL/sha256, glibc floor, zip name, Rust channel. Each must equal what
-#     the scripts read. The flake's Rust toolchain must come from rust-toolchain.toml.
+#  2. The Nix side, read from the flake's outputs (nix/checks/pins-agree.nix evaluates
+#     flake.nix and nix/outputs.nix through crane's real lib, as crane-eval.sh does, with
+#     stand-ins for nixpkgs' primitives): zig version, wheel URL/sha256/filename per host,
+#     cargo-zigbuild version/.crate URL/sha256 per host, glibc floor, zip name, Rust
+#     channel. Each must equal what the scripts read. The flake's Rust toolchain must come
+#     from rust-toolchain.toml.
 #  3. No .nix file hard-codes a pinned value, a long hex hash, an SRI hash, a package
 #     URL host of the pins, or (in nix/) any x.y.z version: they could drift silently.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 repo=$(cd "$here/../.." && pwd -P)
+# shellcheck source=crane-src.sh
+. "$here/crane-src.sh"
 
 snapshot() { # copy the working tree (tracked + untracked, not ignored) of $repo to $1
     if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
@@ -105,7 +109,14 @@ fi
 tree=$(cd "${1:-$repo}" && pwd -P)
 command -v nix-instantiate >/dev/null || { echo "pins-agree: nix-instantiate not found (apt-get install nix-bin)" >&2; exit 2; }
 
-nix_json=$(nix-instantiate --eval --strict --json "$tree/nix/checks/pins-agree.nix" --arg root "$tree") || {
+work=$(mktemp -d /tmp/pins-agree-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+crane_src_prepare "$tree" "$work" "$repo" || exit 1
+# a throwaway store: the stand-in builders write their records there
+nix_json=$(nix-instantiate --store "$work/store" --read-write-mode --eval --strict --json \
+    "$tree/nix/checks/pins-agree.nix" --arg root "$tree" --arg craneSrc "$CRANE_SRC" \
+    --arg ifdTrees "$CRANE_IFD_ARG" 2>"$work/eval.log") || {
+    grep -v '^trace: {"argNames"' "$work/eval.log" >&2 || true
     echo "pins-agree: FAIL: evaluating the flake's pin consumers failed" >&2; exit 1; }
 
 python3 - "$tree" "$nix_json" <<'PY'
@@ -169,10 +180,11 @@ for system in systems:
     pair("zig.wheels.$host.url", z["url"], system)
     pair("zig.wheels.$host.sha256", z["sha256"], system)
     pair("zig.wheels.$host.filename", z["filename"], system)
-c = nix["cargo_zigbuild"]
-pair("cargo_zigbuild.version", c["version"])
-pair("cargo_zigbuild.crate_url", c["url"])
-pair("cargo_zigbuild.crate_sha256", c["sha256"])
+for system in systems:
+    c = nix["cargo_zigbuild"][system]
+    pair("cargo_zigbuild.version", c["version"], system)
+    pair("cargo_zigbuild.crate_url", c["url"], system)
+    pair("cargo_zigbuild.crate_sha256", c["sha256"], system)
 pair("glibc.default", nix["glibc"])
 for a in arches:
     if a not in nix["arch"]:
