@@ -18,7 +18,7 @@ mod local;
 use std::io::Write;
 use std::time::Instant;
 
-use event_recorder::functions::fraud_csv::{self, parse};
+use event_recorder::functions::fraud_csv::{self, rows, tags::UploadTags};
 use event_recorder::functions::s3_import::{self, Rejects};
 use event_recorder::{Store, schema};
 use events::mixed_event;
@@ -51,7 +51,7 @@ async fn database(admin: &tokio_postgres::Config, name: &str) -> Store {
     let (mut client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     schema::migrate(&mut client).await.unwrap();
-    Store::new(client).await.unwrap()
+    Store::new(client)
 }
 
 fn peak_rss_mib() -> u64 {
@@ -107,16 +107,16 @@ async fn run(admin: tokio_postgres::Config) {
             n % 250
         ));
     }
-    let upload =
-        parse::Upload::from_tags([("idp", "https://idp.example"), ("username", "bench")]).unwrap();
+    let tags =
+        UploadTags::from_tags([("idp", "https://idp.example"), ("username", "bench")]).unwrap();
     let started = Instant::now();
-    let parsed = parse::parse(csv.as_bytes(), &upload);
+    let parsed = rows::parse(csv.as_bytes(), &tags);
     let parse_only = started.elapsed().as_secs_f64();
     assert_eq!((parsed.rows.len(), parsed.failures.len()), (CSV_ROWS, 0));
 
     let mut store = database(&admin, "bench_csv").await;
     let started = Instant::now();
-    let report = fraud_csv::upload(&mut store, "bench.csv", csv.as_bytes(), &upload)
+    let report = fraud_csv::store_file(&mut store, "bench.csv", csv.as_bytes(), &tags)
         .await
         .unwrap();
     let full = started.elapsed().as_secs_f64();

@@ -105,13 +105,11 @@ async fn run(admin: Config, bouncer: &pgbouncer::PgBouncer) {
         config.dbname(&db);
         schema::migrate(&mut connect(&config).await).await.unwrap();
         let mut stores = [
-            Store::new(connect(&config).await).await.unwrap(),
-            Store::new(connect(&bouncer.config(&db)).await)
-                .await
-                .unwrap(),
+            Store::new(connect(&config).await),
+            Store::new(connect(&bouncer.config(&db)).await),
         ];
         let mut copy_client = connect(&config).await;
-        let mut full_path_store = Store::new(connect(&config).await).await.unwrap();
+        let mut full_path_store = Store::new(connect(&config).await);
 
         let mut full = Vec::with_capacity(batches);
         let mut times: [Vec<Duration>; 3] = Default::default();

@@ -85,10 +85,25 @@ impl DatabaseConfig {
 
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         Ok(Self {
-            settings: Settings::parse(lookup(vars, DB_CONNECTION_STRING))?,
+            settings: connection_string(lookup(vars, DB_CONNECTION_STRING))?,
             encrypted_password: lookup(vars, ENCRYPTED_DATABASE_PASSWORD).map(str::to_owned),
         })
     }
+}
+
+/// `DB_CONNECTION_STRING`, parsed; its problems named by the variable.
+fn connection_string(value: Option<&str>) -> Result<Settings, ConfigError> {
+    let invalid = |problem: String| ConfigError {
+        variable: DB_CONNECTION_STRING,
+        problem,
+    };
+    let value = value.ok_or_else(|| {
+        invalid(
+            "required; a libpq keyword/value string (host=... dbname=... user=...) or a postgres:// URL"
+                .into(),
+        )
+    })?;
+    Settings::parse(value).map_err(|e| invalid(e.problem))
 }
 
 impl Config {

@@ -8,7 +8,6 @@ pub mod crypto;
 pub mod database;
 pub mod event;
 pub mod functions;
-pub mod idp_store;
 pub mod logging;
 pub mod metrics;
 pub mod recorder;

@@ -13,6 +13,7 @@
 use tracing::{debug, error, warn};
 
 use crate::crypto::{DataKey, DecryptError};
+use crate::database::DbError;
 use crate::event::{Event, EventError};
 use crate::route::{Record, RouteError, route};
 use crate::store::Store;
@@ -33,9 +34,9 @@ pub enum MessageError {
     Event(#[from] EventError),
     #[error("invalid event: {0}")]
     Route(#[from] RouteError),
-    /// The server's or the network's reason, already described.
+    /// The server's or the network's reason.
     #[error("database write failed: {0}")]
-    Store(String),
+    Store(#[source] DbError),
 }
 
 /// The result of one batch. `failed` holds message IDs in input order.
@@ -102,9 +103,12 @@ impl Recorder {
             match written {
                 Written::Stored => succeed(&mut report, *message, record, true),
                 Written::Duplicate => succeed(&mut report, *message, record, false),
-                Written::Refused(e) | Written::Failed(e) => {
-                    fail(&mut report, *message, Some(&record.event.event_id), &e)
-                }
+                Written::Refused(e) | Written::Failed(e) => fail(
+                    &mut report,
+                    *message,
+                    Some(&record.event.event_id),
+                    &MessageError::Store(e),
+                ),
             }
         }
         report
@@ -122,17 +126,10 @@ pub enum Written {
     Duplicate,
     /// The database refused this record alone (a data or constraint error,
     /// or a trigger): retrying it unchanged will not help.
-    Refused(MessageError),
+    Refused(DbError),
     /// The database could not take it (connection lost, permissions, a
     /// timeout): it may succeed later.
-    Failed(MessageError),
-}
-
-/// SQLSTATE classes that blame the row, not the database: data exceptions,
-/// integrity violations, program limits, and errors raised by triggers.
-fn blames_the_row(e: &tokio_postgres::Error) -> bool {
-    e.as_db_error()
-        .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23" | "54" | "P0"))
+    Failed(DbError),
 }
 
 /// The answer for each record of a [`write`], in input order, and the
@@ -172,24 +169,22 @@ pub async fn write(store: &mut Store, records: &[&Record]) -> Writes {
             }
             Err(e) => e,
         };
-        let described = crate::database::describe(&error);
         if store.is_closed() {
             for slot in results.iter_mut().filter(|s| s.is_none()) {
-                *slot = Some(Written::Failed(MessageError::Store(described.clone())));
+                *slot = Some(Written::Failed(error.clone()));
             }
             break;
         }
         if part.len() == 1 {
-            let failed = MessageError::Store(described);
-            results[range.start] = Some(match blames_the_row(&error) {
-                true => Written::Refused(failed),
-                false => Written::Failed(failed),
+            results[range.start] = Some(match error.blames_the_row() {
+                true => Written::Refused(error),
+                false => Written::Failed(error),
             });
             continue;
         }
         if range.len() == records.len() {
             warn!(
-                error = described,
+                error = %error,
                 count = records.len(),
                 "batch write failed; splitting it to find the records the database refuses"
             );

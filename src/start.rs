@@ -1,14 +1,13 @@
 //! Start-up that every function shares: the AWS SDK configuration (loaded
 //! only when a secret needs it), the data key, and the database with its
-//! password source. Also the one connection an instance keeps.
+//! password source.
 
 use std::future::Future;
 use std::pin::pin;
-use std::time::Duration;
 
 use aws_config::SdkConfig;
-use tokio::sync::{Mutex, MutexGuard, OnceCell};
-use tracing::{error, info, warn};
+use tokio::sync::OnceCell;
+use tracing::{info, warn};
 
 use crate::aws::{self, SecretError};
 use crate::config::{
@@ -16,8 +15,7 @@ use crate::config::{
     ENCRYPTED_DATABASE_PASSWORD, ENCRYPTION_KEY, KeySource,
 };
 use crate::crypto::{DataKey, KeyError};
-use crate::database::{ConnectError, Database, Password, SslMode};
-use crate::store::Store;
+use crate::database::{ConnectError, Database, KeptConnection, Password, SslMode};
 
 /// What start-up could not do; the process exits and Lambda reports an init error.
 #[derive(Debug, thiserror::Error)]
@@ -103,31 +101,29 @@ pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database
         info!("no database password given: using RDS IAM authentication");
         Password::IamToken(Box::new(aws.config().await.clone()))
     };
-    Ok(Database::new(settings, password)?)
+    Database::new(settings, password).map_err(|e| {
+        StartError::Config(ConfigError {
+            variable: DB_CONNECTION_STRING,
+            problem: e.problem,
+        })
+    })
 }
 
 /// What both S3 functions start with: their database connection (from
 /// `DB_CONNECTION_STRING` and `ENCRYPTED_DATABASE_PASSWORD` only) and S3.
-pub async fn s3_function() -> Result<(Connection, crate::aws::s3::S3), StartError> {
+pub async fn s3_function() -> Result<(KeptConnection, crate::aws::s3::S3), StartError> {
     let aws = Aws::default();
     let database = open_database(DatabaseConfig::from_env()?, &aws).await?;
     let s3 = crate::aws::s3::S3::new(aws.config().await);
-    Ok((Connection::open(database).await?, s3))
+    Ok((keep(database).await?, s3))
 }
 
-/// Kept back from Lambda's deadline, to answer it in time.
-pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
-
-/// The time an invocation may spend before it must answer.
-pub fn budget(deadline: std::time::SystemTime) -> Duration {
-    deadline
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default()
-        .saturating_sub(DEADLINE_MARGIN)
+/// The instance's kept connection, opened now (see [`KeptConnection::open`]).
+pub async fn keep(database: Database) -> Result<KeptConnection, StartError> {
+    KeptConnection::open(database)
+        .await
+        .map_err(StartError::Connect)
 }
-
-/// How long start-up waits for the database.
-pub const START_CONNECT: Duration = Duration::from_secs(4);
 
 /// A KMS-decrypted password or an IAM token must never cross the network
 /// in clear: `prefer` (the default) would send it to any server, or anything
@@ -154,109 +150,16 @@ fn credentials_need_tls(mode: SslMode, iam: bool) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The one connection an instance keeps across invocations, replaced when
-/// it breaks. A database that cannot be reached is not fatal at start: each
-/// invocation tries again.
-pub struct Connection {
-    database: Database,
-    slot: Mutex<Option<Store>>,
-}
-
-impl Connection {
-    /// Connects now; only a configuration problem (TLS, IAM token) is an
-    /// error. Bounded well inside Lambda's 10 s init phase: a database that
-    /// does not answer in time is an outage, and each invocation tries again.
-    pub async fn open(database: Database) -> Result<Self, StartError> {
-        let store = match tokio::time::timeout(START_CONNECT, database.store()).await {
-            Err(_) => {
-                error!(
-                    within_ms = START_CONNECT.as_millis() as u64,
-                    "the database did not answer at start; each invocation will try again"
-                );
-                None
-            }
-            Ok(Ok(store)) => {
-                info!("connected to the database");
-                Some(store)
-            }
-            Ok(Err(e)) if e.is_configuration() => return Err(StartError::Connect(e)),
-            Ok(Err(e)) => {
-                error!(error = %e, "cannot connect to the database; each invocation will try again");
-                None
-            }
-        };
-        Ok(Self {
-            database,
-            slot: Mutex::new(store),
-        })
-    }
-
-    /// The live connection, reconnecting first if there is none or it closed.
-    pub async fn get(&self) -> Result<StoreGuard<'_>, ConnectError> {
-        let mut guard = StoreGuard {
-            slot: self.slot.lock().await,
-            fresh: false,
-        };
-        if guard.slot.as_ref().is_none_or(Store::is_closed) {
-            self.reconnect(&mut guard).await?;
-        }
-        Ok(guard)
-    }
-
-    /// Drops the connection (a statement may still be running on it); the
-    /// next invocation connects anew.
-    pub async fn discard(&self) {
-        *self.slot.lock().await = None;
-    }
-
-    /// Replaces the guarded connection with a new one.
-    pub async fn reconnect(&self, guard: &mut StoreGuard<'_>) -> Result<(), ConnectError> {
-        *guard.slot = None;
-        let store = self.database.store().await.inspect_err(|e| {
-            error!(error = %e, "cannot connect to the database");
-        })?;
-        info!("connected to the database");
-        *guard.slot = Some(store);
-        guard.fresh = true;
-        Ok(())
-    }
-}
-
-/// Exclusive use of the instance's connection for one invocation.
-pub struct StoreGuard<'a> {
-    slot: MutexGuard<'a, Option<Store>>,
-    fresh: bool,
-}
-
-impl StoreGuard<'_> {
-    /// True if the connection was made in this invocation: a failure on it
-    /// is not a stale connection left from an earlier one.
-    pub fn is_fresh(&self) -> bool {
-        self.fresh
-    }
-}
-
-impl std::ops::Deref for StoreGuard<'_> {
-    type Target = Store;
-    fn deref(&self) -> &Store {
-        self.slot.as_ref().expect("a guard holds a connection")
-    }
-}
-
-impl std::ops::DerefMut for StoreGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Store {
-        self.slot.as_mut().expect("a guard holds a connection")
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::config::DatabaseConfig;
 
     async fn open(conn: &str, encrypted_password: Option<&str>) -> Result<Database, StartError> {
         let config = DatabaseConfig {
-            settings: crate::database::Settings::parse(Some(conn)).unwrap(),
+            settings: crate::database::Settings::parse(conn).unwrap(),
             encrypted_password: encrypted_password.map(str::to_owned),
         };
         open_database(config, &Aws::default()).await

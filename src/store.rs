@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Row, Transaction};
 
+use crate::database::DbError;
 use crate::route::{ExtraRow, Record};
 
 /// One insert statement with the type of each `$n`.
@@ -133,21 +134,12 @@ impl Inserted {
 }
 
 impl Store {
-    /// Wraps a connected client. Nothing is sent to the server (the
-    /// `Result` is kept for callers).
-    pub async fn new(client: Client) -> Result<Self, tokio_postgres::Error> {
-        Ok(Self {
+    /// Wraps a connected client. Nothing is sent to the server.
+    pub fn new(client: Client) -> Self {
+        Self {
             client,
             lost: false,
-        })
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn client_mut(&mut self) -> &mut Client {
-        &mut self.client
+        }
     }
 
     /// True once the server or the network has dropped the connection.
@@ -155,62 +147,64 @@ impl Store {
         self.lost || self.client.is_closed()
     }
 
-    /// Inserts all rows of `records` in one transaction: all or nothing.
-    pub async fn insert(&mut self, records: &[&Record]) -> Result<Inserted, tokio_postgres::Error> {
-        let inserted = self.insert_once(records).await;
-        if let Err(e) = &inserted {
-            self.lost |= connection_lost(e);
+    /// Runs `statements` on the connection. Every statement goes through
+    /// here (or `insert`), so an error that says the connection is gone marks
+    /// it lost at once, before the client itself may have noticed.
+    pub async fn run<T>(
+        &mut self,
+        statements: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, DbError> {
+        let outcome = statements(&mut self.client).await.map_err(DbError::from);
+        if let Err(e) = &outcome {
+            self.lost |= e.connection_lost();
         }
-        inserted
+        outcome
     }
 
-    async fn insert_once(
-        &mut self,
-        records: &[&Record],
-    ) -> Result<Inserted, tokio_postgres::Error> {
-        // A fixed key order keeps concurrent writers from deadlocking.
-        let mut records = records.to_vec();
-        records.sort_by(|a, b| {
-            (&a.event.event_id, a.event.timestamp).cmp(&(&b.event.event_id, b.event.timestamp))
-        });
-        let audit = AuditColumns::new(&records);
-        let billing = BillingColumns::new(&records);
-        let fraud = FraudColumns::new(&records);
-
-        let audit_params = audit.params();
-        let tx = self.client.transaction().await?;
-        // Issued together, the statements share network round trips.
-        let (audit_rows, billing_rows, fraud_rows) = tokio::try_join!(
-            run(&tx, &AUDIT, &audit_params),
-            async {
-                match billing.event_id.is_empty() {
-                    true => Ok(Vec::new()),
-                    false => run(&tx, &BILLING, &billing.params()).await,
-                }
-            },
-            async {
-                match fraud.event_id.is_empty() {
-                    true => Ok(Vec::new()),
-                    false => run(&tx, &FRAUD, &fraud.params()).await,
-                }
-            },
-        )?;
-        tx.commit().await?;
-        Ok(Inserted {
-            audit: audit_rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
-            billing: billing_rows.iter().map(|r| r.get(0)).collect(),
-            fraud: fraud_rows.iter().map(|r| r.get(0)).collect(),
-        })
+    /// Inserts all rows of `records` in one transaction: all or nothing.
+    pub async fn insert(&mut self, records: &[&Record]) -> Result<Inserted, DbError> {
+        self.run(async |client| insert(client, records).await).await
     }
 }
 
-/// The connection is gone, even if the client has not noticed yet: closed,
-/// or the server said so (class 08, connection exception; 57, the session
-/// terminated by an operator or a shutdown).
-pub fn connection_lost(e: &tokio_postgres::Error) -> bool {
-    e.is_closed()
-        || e.as_db_error()
-            .is_some_and(|db| matches!(&db.code().code()[..2], "08" | "57"))
+/// The statements of [`Store::insert`]: the three tables in one transaction.
+async fn insert(
+    client: &mut Client,
+    records: &[&Record],
+) -> Result<Inserted, tokio_postgres::Error> {
+    // A fixed key order keeps concurrent writers from deadlocking.
+    let mut records = records.to_vec();
+    records.sort_by(|a, b| {
+        (&a.event.event_id, a.event.timestamp).cmp(&(&b.event.event_id, b.event.timestamp))
+    });
+    let audit = AuditColumns::new(&records);
+    let billing = BillingColumns::new(&records);
+    let fraud = FraudColumns::new(&records);
+
+    let audit_params = audit.params();
+    let tx = client.transaction().await?;
+    // Issued together, the statements share network round trips.
+    let (audit_rows, billing_rows, fraud_rows) = tokio::try_join!(
+        run(&tx, &AUDIT, &audit_params),
+        async {
+            match billing.event_id.is_empty() {
+                true => Ok(Vec::new()),
+                false => run(&tx, &BILLING, &billing.params()).await,
+            }
+        },
+        async {
+            match fraud.event_id.is_empty() {
+                true => Ok(Vec::new()),
+                false => run(&tx, &FRAUD, &fraud.params()).await,
+            }
+        },
+    )?;
+    tx.commit().await?;
+    Ok(Inserted {
+        audit: audit_rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        billing: billing_rows.iter().map(|r| r.get(0)).collect(),
+        fraud: fraud_rows.iter().map(|r| r.get(0)).collect(),
+    })
 }
 
 /// Runs `insert` as an unnamed statement with its parameter types.

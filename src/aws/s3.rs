@@ -1,6 +1,7 @@
 //! Every S3 call the functions make, on one client. Errors name the
 //! operation and the object, never its content.
 
+use aws_lambda_events::event::s3::S3Event;
 use std::path::Path;
 
 use aws_config::SdkConfig;
@@ -197,6 +198,15 @@ fn encode(text: &str) -> String {
         }
     }
     out
+}
+
+/// The bucket and (decoded) key of each object a notification names, in order.
+pub fn objects(event: S3Event) -> impl Iterator<Item = (String, String)> {
+    event.records.into_iter().map(|record| {
+        let bucket = record.s3.bucket.name.unwrap_or_default();
+        let key = notification_key(record.s3.object.key.as_deref().unwrap_or_default());
+        (bucket, key)
+    })
 }
 
 /// An object key as S3 event notifications carry it: form-encoded, so `+`

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     };
     match handler {
         Handler::Sqs => {
-            let app = started(sqs::App::from_env().await).await;
+            let app = started(sqs::Function::from_env().await).await;
             lambda_runtime::run(service_fn(move |e: LambdaEvent<SqsEvent>| async move {
                 let deadline = e.context.deadline();
                 app.handle(e.payload, deadline).await.map_err(Error::from)

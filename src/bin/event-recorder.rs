@@ -8,7 +8,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use clap::{Parser, Subcommand};
 use event_recorder::Store;
 use event_recorder::config::{Config, DatabaseConfig};
-use event_recorder::functions::sqs::App;
+use event_recorder::functions::sqs;
 use event_recorder::functions::{fraud_csv, s3_import};
 use event_recorder::start::{self, Aws};
 use event_recorder::{DataKey, schema};
@@ -65,6 +65,10 @@ enum Command {
         /// excel, excel-tab or unix (tag `dialect`).
         #[arg(long, default_value = "excel")]
         dialect: String,
+        /// Order of day and month in slash dates: dmy (05/08/2019 is
+        /// 5 August) or mdy (tag `date-order`).
+        #[arg(long, default_value = "dmy")]
+        date_order: String,
         /// The first row is data, not a header.
         #[arg(long)]
         no_header: bool,
@@ -90,6 +94,7 @@ async fn main() -> ExitCode {
             username,
             timezone,
             dialect,
+            date_order,
             no_header,
         } => {
             let header = if no_header { "false" } else { "true" };
@@ -98,6 +103,7 @@ async fn main() -> ExitCode {
                 ("username", username.as_str()),
                 ("timezone", timezone.as_str()),
                 ("dialect", dialect.as_str()),
+                ("date-order", date_order.as_str()),
                 ("has_header", header),
             ];
             fraud_upload(&file, tags).await
@@ -135,12 +141,12 @@ async fn import(file: &Path) -> Result {
     Ok(())
 }
 
-async fn fraud_upload(file: &Path, tags: [(&str, &str); 5]) -> Result {
-    let upload = fraud_csv::parse::Upload::from_tags(tags)?;
+async fn fraud_upload(file: &Path, tags: [(&str, &str); 6]) -> Result {
+    let tags = fraud_csv::tags::UploadTags::from_tags(tags)?;
     let bytes = std::fs::read(file)?;
     let name = file.file_name().unwrap_or_default().to_string_lossy();
     let mut store = store().await?;
-    let report = fraud_csv::upload(&mut store, &name, &bytes, &upload).await?;
+    let report = fraud_csv::store_file(&mut store, &name, &bytes, &tags).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     if !report.passed {
         return Err(format!(
@@ -219,7 +225,7 @@ async fn invoke(file: &PathBuf) -> Result {
     // stdout carries the batch response, and the batch summary goes to
     // stderr with the other lines; metrics are for CloudWatch.
     config.metrics_namespace = Some("none".into());
-    let app = App::start(config).await?;
+    let app = sqs::Function::start(config).await?;
     // As long as Lambda's longest timeout.
     let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(900);
     let response = app.handle(event, deadline).await?;

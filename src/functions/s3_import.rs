@@ -22,10 +22,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::aws::s3::{self, S3, S3Error};
 use crate::config::{DB_CONNECTION_STRING, ENCRYPTED_DATABASE_PASSWORD};
+use crate::database::{ConnectError, DbError, Failure, KeptConnection};
 use crate::event::{Event, EventError};
 use crate::recorder::{MessageError, Written, write};
 use crate::route::{Record, route};
-use crate::start::{self, Connection, StartError};
+use crate::start::{self, StartError};
 use crate::store::Store;
 
 /// The environment variables this function reads (no data key: the files are plain JSON).
@@ -57,8 +58,12 @@ pub enum ImportError {
     S3(#[from] S3Error),
     #[error("reading the file failed at line {line}: {problem}")]
     Read { line: u64, problem: String },
-    #[error("the database failed at line {line}; nothing was deleted, a re-run is safe: {problem}")]
-    Database { line: u64, problem: String },
+    #[error("the database failed at line {line}; nothing was deleted, a re-run is safe: {error}")]
+    Database {
+        line: u64,
+        #[source]
+        error: DbError,
+    },
     #[error("writing the rejects failed: {0}")]
     Rejects(std::io::Error),
 }
@@ -204,15 +209,12 @@ async fn flush(
             }
             Written::Refused(e) => {
                 rejects
-                    .add(*line, &LineError::Message(e), text)
+                    .add(*line, &LineError::Message(MessageError::Store(e)), text)
                     .map_err(ImportError::Rejects)?;
                 report.rejected += 1;
             }
-            Written::Failed(e) => {
-                return Err(ImportError::Database {
-                    line: *line,
-                    problem: e.to_string(),
-                });
+            Written::Failed(error) => {
+                return Err(ImportError::Database { line: *line, error });
             }
         }
     }
@@ -261,7 +263,7 @@ async fn read_line(
 
 /// The function: S3 `ObjectCreated` notifications in, one import per object.
 pub struct Function {
-    connection: Connection,
+    connection: KeptConnection,
     s3: S3,
 }
 
@@ -295,24 +297,20 @@ impl Function {
         event: S3Event,
         deadline: std::time::SystemTime,
     ) -> Result<Imported, FunctionError> {
-        match tokio::time::timeout(start::budget(deadline), self.import_all(event)).await {
-            Ok(outcome) => outcome,
+        let mut objects = Vec::new();
+        let all = async {
+            for (bucket, key) in s3::objects(event) {
+                objects.push(self.import_object(bucket, key).await?);
+            }
+            Ok(())
+        };
+        match self.connection.before(deadline, all).await {
+            Ok(done) => done.map(|()| Imported { objects }),
             Err(_) => {
-                self.connection.discard().await;
                 error!("the invocation's deadline came first; the object is kept");
                 Err(FunctionError::Deadline)
             }
         }
-    }
-
-    async fn import_all(&self, event: S3Event) -> Result<Imported, FunctionError> {
-        let mut objects = Vec::new();
-        for record in event.records {
-            let bucket = record.s3.bucket.name.unwrap_or_default();
-            let key = s3::notification_key(record.s3.object.key.as_deref().unwrap_or_default());
-            objects.push(self.import_object(bucket, key).await?);
-        }
-        Ok(Imported { objects })
     }
 
     async fn import_object(
@@ -324,36 +322,23 @@ impl Function {
             error!(bucket, key, error = %e, "import failed; the object is kept");
             FunctionError::Import(e)
         };
-        let mut store = self.connection.get().await.map_err(|e| {
-            error!(bucket, key, error = %e, "import failed; the object is kept");
-            FunctionError::Unreachable(e.to_string())
-        })?;
-        // A connection kept from an earlier invocation may be dead (see the
-        // SQS function): then the file is read again on a new one, once.
-        let (report, mut rejects) = loop {
-            let reader = self
-                .s3
-                .reader(&bucket, &key)
-                .await
-                .map_err(|e| failed(e.into()))?;
-            let mut rejects = Rejects::new().map_err(|e| failed(ImportError::Rejects(e)))?;
-            match import(&mut store, reader, &mut rejects).await {
-                Ok(report) => break (report, rejects),
-                Err(ImportError::Database { .. }) if store.is_closed() && !store.is_fresh() => {
-                    warn!(
-                        bucket,
-                        key,
-                        "the kept connection was dead; reconnecting and reading the file again"
-                    );
-                    self.connection
-                        .reconnect(&mut store)
-                        .await
-                        .map_err(|e| FunctionError::Unreachable(e.to_string()))?;
-                }
-                Err(e) => return Err(failed(e)),
+        // On a kept connection found dead, the file is read again on a new one.
+        let imported = self
+            .connection
+            .run(async |store| {
+                let reader = self.s3.reader(&bucket, &key).await?;
+                let mut rejects = Rejects::new().map_err(ImportError::Rejects)?;
+                let report = import(store, reader, &mut rejects).await?;
+                Ok((report, rejects))
+            })
+            .await;
+        let (report, mut rejects) = imported.map_err(|e| match e {
+            Failure::Work(e) => failed(e),
+            Failure::Connect(e) => {
+                error!(bucket, key, error = %e, "import failed; the object is kept");
+                FunctionError::Unreachable(e)
             }
-        };
-        drop(store);
+        })?;
         let rejects_key = match rejects.count() {
             0 => None,
             _ => {
@@ -396,7 +381,7 @@ pub enum FunctionError {
     #[error("{0}")]
     Import(#[from] ImportError),
     #[error("{0}")]
-    Unreachable(String),
+    Unreachable(ConnectError),
     #[error("the invocation's deadline came before the import finished; the object is kept")]
     Deadline,
 }

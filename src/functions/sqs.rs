@@ -5,22 +5,24 @@
 use std::time::{Instant, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use tracing::{error, warn};
+use tracing::error;
 
 use crate::config::Config;
+use crate::database::{Failure, KeptConnection};
 use crate::metrics::{self, Invocation, Metrics};
 use crate::recorder::{BatchReport, Message, Recorder};
-use crate::start::{self, Aws, Connection, StartError};
+use crate::start::{self, Aws, StartError};
 
 pub use crate::config::VARIABLES;
 
-pub struct App {
+/// The function: SQS batches in, the failed messages' IDs out.
+pub struct Function {
     recorder: Recorder,
-    connection: Connection,
+    connection: KeptConnection,
     metrics: Option<Metrics>,
 }
 
-impl App {
+impl Function {
     /// Reads the environment, then starts.
     pub async fn from_env() -> Result<Self, StartError> {
         Self::start(Config::from_env()?).await
@@ -34,7 +36,7 @@ impl App {
         // Independent: a key from KMS is fetched while the database connects.
         let (key, connection) =
             start::overlapped(start::resolve_key(config.key_source, &aws), async {
-                Connection::open(start::open_database(config.database, &aws).await?).await
+                start::keep(start::open_database(config.database, &aws).await?).await
             })
             .await?;
         let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
@@ -67,15 +69,17 @@ impl App {
             })
             .collect();
 
-        let budget = start::budget(deadline);
         let started = Instant::now();
-        let report = match tokio::time::timeout(budget, self.record(&messages)).await {
+        let report = match self
+            .connection
+            .before(deadline, self.record(&messages))
+            .await
+        {
             Ok(report) => report,
-            Err(_) => {
-                self.connection.discard().await;
+            Err(late) => {
                 error!(
                     count = messages.len(),
-                    budget_ms = budget.as_millis() as u64,
+                    budget_ms = late.budget.as_millis() as u64,
                     "the invocation's deadline came first: every message of the batch is reported failed, and the connection is dropped"
                 );
                 all_failed(&messages, "the invocation's deadline came first")
@@ -100,26 +104,24 @@ impl App {
         Ok(response)
     }
 
-    /// What became of the messages (see `handle`).
+    /// What became of the messages (see `handle`). A batch with a failed
+    /// message is the work failing, so the kept-connection policy retries it
+    /// on a new connection if the kept one was dead: messages already stored
+    /// come back as duplicates.
     async fn record(&self, messages: &[Message<'_>]) -> BatchReport {
-        match self.connection.get().await {
-            Ok(mut store) => {
-                let report = self.recorder.record_batch(&mut store, messages).await;
-                // A connection kept from an earlier invocation may have died
-                // while the instance was frozen (a NAT or proxy forgot the
-                // flow): that is no outage. Reconnect and try the batch once
-                // more; messages already stored come back as duplicates.
-                if store.is_closed() && !store.is_fresh() && !report.failed.is_empty() {
-                    warn!("the kept connection was dead; reconnecting and retrying the batch once");
-                    match self.connection.reconnect(&mut store).await {
-                        Ok(()) => self.recorder.record_batch(&mut store, messages).await,
-                        Err(_) => report,
-                    }
-                } else {
-                    report
+        let recorded = self
+            .connection
+            .run(async |store| {
+                let report = self.recorder.record_batch(store, messages).await;
+                match report.failed.is_empty() {
+                    true => Ok(report),
+                    false => Err(report),
                 }
-            }
-            Err(_) => {
+            })
+            .await;
+        match recorded {
+            Ok(report) | Err(Failure::Work(report)) => report,
+            Err(Failure::Connect(_)) => {
                 error!(
                     count = messages.len(),
                     "no database connection: every message of the batch failed"

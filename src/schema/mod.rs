@@ -42,8 +42,14 @@ pub enum MigrateError {
         .0.join("\n  - ")
     )]
     Mismatch(Vec<String>),
-    #[error("database error: {}", crate::database::describe(.0))]
-    Database(#[from] tokio_postgres::Error),
+    #[error("database error: {0}")]
+    Database(crate::database::DbError),
+}
+
+impl From<tokio_postgres::Error> for MigrateError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Database(e.into())
+    }
 }
 
 /// Brings the database to the current schema (see the module docs).

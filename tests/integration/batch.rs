@@ -314,8 +314,7 @@ async fn database_unreachable_fails_the_whole_batch_and_writes_nothing() {
     let mut store = db.store().await;
     // Kill the store's session from outside, as a failover or network cut would.
     let pid: i32 = store
-        .client()
-        .query_one("SELECT pg_backend_pid()", &[])
+        .run(async |client| client.query_one("SELECT pg_backend_pid()", &[]).await)
         .await
         .unwrap()
         .get(0);

@@ -3,8 +3,9 @@
 //! values checked column by column.
 
 use chrono::NaiveDateTime;
-use event_recorder::functions::fraud_csv::{self, parse::Upload};
+use event_recorder::functions::fraud_csv::{self, tags::UploadTags};
 
+use crate::cli::{run, stdout};
 use crate::support::TestDb;
 use crate::support::function::Function;
 use crate::support::moto;
@@ -155,7 +156,7 @@ async fn every_bad_row_is_recorded_nothing_stored_and_the_file_moved_to_error() 
     let key = "idp-fraud/bad.csv";
     let csv = format!(
         "{HEADER}\n\
-         01/08/2019 10:00,ev1,F01,A01,1,req1,ip,pid1\n\
+         08/13/2019 10:00,ev1,F01,A01,1,req1,ip,pid1\n\
          2019-08-01 10:00,ev2,F02,A01,1,req2,ip,pid2\n\
          2019-08-01 10:00,ev3,F03,A01,lots,req3,ip,pid3\n\
          2019-08-01 10:00,ev4,F04\n\
@@ -187,7 +188,7 @@ async fn every_bad_row_is_recorded_nothing_stored_and_the_file_moved_to_error() 
             (6, "contra_score"),
         ]
     );
-    assert!(found[0].2.contains("ambiguous"), "{found:?}");
+    assert!(found[0].2.contains("day-first (DD/MM/YYYY)"), "{found:?}");
     assert!(
         found
             .iter()
@@ -227,10 +228,10 @@ async fn unusable_tags_fail_the_invocation_and_leave_the_object() {
     assert!(function.is_running(), "{}", function.output());
 }
 
-fn upload_options(tags: &[(&str, &str)]) -> Upload {
+fn upload_options(tags: &[(&str, &str)]) -> UploadTags {
     let mut all = vec![("idp", "https://idp.example"), ("username", "dave")];
     all.extend_from_slice(tags);
-    Upload::from_tags(all).unwrap()
+    UploadTags::from_tags(all).unwrap()
 }
 
 /// Stored time stamps, by event id.
@@ -269,6 +270,7 @@ async fn timestamps_are_stored_as_the_original_stores_them_in_every_zone_and_dia
         ),
         ("t7", "15/01/2019 10:00", "2019-01-15 10:00:00"),
         ("t8", "2019-10-27T01:30:00-04:00", "2019-10-27 05:30:00"),
+        ("t9", "05/08/2019 11:54", "2019-08-05 11:54:00"),
     ];
     let want: Vec<(String, NaiveDateTime)> = rows
         .iter()
@@ -297,7 +299,7 @@ async fn timestamps_are_stored_as_the_original_stores_them_in_every_zone_and_dia
             ("has_header", header_tag),
         ]);
         let mut store = db.store().await;
-        let report = fraud_csv::upload(&mut store, "f.csv", csv.as_bytes(), &options)
+        let report = fraud_csv::store_file(&mut store, "f.csv", csv.as_bytes(), &options)
             .await
             .unwrap();
         assert!(
@@ -316,11 +318,92 @@ async fn the_same_event_uploaded_twice_is_stored_twice_as_in_the_original() {
     let options = upload_options(&[]);
     let mut store = db.store().await;
     for _ in 0..2 {
-        let report = fraud_csv::upload(&mut store, "f.csv", csv.as_bytes(), &options)
+        let report = fraud_csv::store_file(&mut store, "f.csv", csv.as_bytes(), &options)
             .await
             .unwrap();
         assert!(report.passed);
     }
     assert_eq!(db.count("idp_data.idp_fraud_events").await, 2);
     assert_eq!(sessions(&db).await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_date_order_tag_mdy_reads_slash_dates_month_first() {
+    let db = TestDb::new().await;
+    let bucket = Bucket::new().await;
+    let key = "idp-fraud/us.csv";
+    let csv = format!(
+        "{HEADER}\n\
+         05/08/2019 11:54,ev1,F01,A01,1,req1,ip,pid1\n\
+         12/25/2019 10:00:30,ev2,F02,A01,1,req2,ip,pid2\n\
+         2019-08-01 10:00,ev3,F03,A01,1,req3,ip,pid3\n"
+    );
+    let tags = [
+        ("idp", "https://idp.example"),
+        ("username", "frank"),
+        ("date-order", "mdy"),
+    ];
+    bucket.put(key, csv, &tags).await;
+
+    let api = RuntimeApi::start().await;
+    let _function = Function::spawn(&api, &env(&db.connection_string()));
+    let body = api.invoke(&bucket.created(key)).await.body();
+    assert_eq!(body[0]["passed"], true, "{body}");
+    assert_eq!(
+        stored_times(&db).await,
+        [
+            ("ev1".to_string(), at("2019-05-08 11:54:00")),
+            ("ev2".to_string(), at("2019-12-25 10:00:30")),
+            ("ev3".to_string(), at("2019-08-01 10:00:00")),
+        ]
+    );
+    assert_eq!(bucket.keys().await, ["success/us.csv"]);
+}
+
+#[tokio::test]
+async fn the_cli_passes_date_order_as_the_tag() {
+    let db = TestDb::new().await;
+    let conn = db.connection_string();
+    let env = [("DB_CONNECTION_STRING", conn.as_str())];
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("report.csv");
+    let upload = |id: &str, order: Option<&str>| {
+        let row = format!("05/08/2019 11:54,{id},F,A01,1,req,ip,pid\n");
+        std::fs::write(&csv, row).unwrap();
+        let mut args = vec![
+            "idp-fraud-upload",
+            csv.to_str().unwrap(),
+            "--idp",
+            "https://idp.example",
+            "--username",
+            "gwen",
+            "--no-header",
+        ];
+        if let Some(order) = order {
+            args.extend(["--date-order", order]);
+        }
+        run(&args, &env, None)
+    };
+
+    stdout(&upload("ev1", None));
+    stdout(&upload("ev2", Some("mdy")));
+    stdout(&upload("ev3", Some("dmy")));
+    assert_eq!(
+        stored_times(&db).await,
+        [
+            ("ev1".to_string(), at("2019-08-05 11:54:00")),
+            ("ev2".to_string(), at("2019-05-08 11:54:00")),
+            ("ev3".to_string(), at("2019-08-05 11:54:00")),
+        ],
+        "day-first unless --date-order mdy"
+    );
+
+    let out = upload("ev4", Some("ymd"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`date-order`") && stderr.contains("dmy, mdy"),
+        "{stderr}"
+    );
+    assert_eq!(sessions(&db).await.len(), 3, "no session for unusable tags");
 }

@@ -7,6 +7,7 @@ mod batch;
 mod cli;
 mod fraud_csv;
 mod harness;
+mod kept_connection;
 mod lambda;
 mod logs;
 mod original_db;

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use event_recorder::Recorder;
 use event_recorder::database::{ConnectError, Database, Password, Settings};
 use event_recorder::route::Record;
-use event_recorder::{Recorder, Store};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -217,16 +217,12 @@ async fn no_session_state_outlives_an_insert() {
     assert_eq!(db.row_counts().await, [3, 1, 1]);
 
     // Asked unnamed, so the question leaves no statement behind itself.
-    let session = |sql: &'static str| {
-        let store: &Store = &store;
-        async move {
-            store
-                .client()
-                .query_typed_one(sql, &[])
-                .await
-                .unwrap()
-                .get::<_, i64>(0)
-        }
+    let mut session = async |sql: &'static str| {
+        store
+            .run(async |client| client.query_typed_one(sql, &[]).await)
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
     };
     assert_eq!(
         session("SELECT count(*) FROM pg_prepared_statements").await,
@@ -302,7 +298,7 @@ async fn cli_invoke_twice_through_pgbouncer() {
 
 /// Connects as the functions do; the attempt must fail.
 async fn connect_error(connection_string: &str) -> ConnectError {
-    let settings = Settings::parse(Some(connection_string)).unwrap();
+    let settings = Settings::parse(connection_string).unwrap();
     let database = Database::new(settings, Password::Fixed).unwrap();
     match database.store().await {
         Ok(_) => panic!("connected"),

@@ -194,8 +194,7 @@ async fn the_connection_lost_mid_file_fails_the_import_and_a_rerun_stores_the_re
     });
     let mut store = db.store().await;
     let pid: i32 = store
-        .client()
-        .query_one("SELECT pg_backend_pid()", &[])
+        .run(async |client| client.query_one("SELECT pg_backend_pid()", &[]).await)
         .await
         .unwrap()
         .get(0);

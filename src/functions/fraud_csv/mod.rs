@@ -14,7 +14,10 @@
 //!   so a retry (after a failed move, say) resumes that session, and only
 //!   moves the object if the session is complete.
 
-pub mod parse;
+pub mod idp_data;
+pub mod rows;
+pub mod tags;
+pub mod timestamp;
 
 use aws_lambda_events::event::s3::S3Event;
 use serde::Serialize;
@@ -22,10 +25,10 @@ use tracing::{error, info, warn};
 
 use crate::aws::s3::{self, S3, S3Error};
 use crate::config::{DB_CONNECTION_STRING, ENCRYPTED_DATABASE_PASSWORD};
-use crate::idp_store;
-use crate::start::{self, Connection, StartError};
+use crate::database::{ConnectError, DbError, Failure, KeptConnection};
+use crate::start::{self, StartError};
 use crate::store::Store;
-use parse::{TagError, Upload};
+use tags::{TagError, UploadTags};
 
 /// The environment variables this function reads (no data key: the files are plain CSV).
 pub const VARIABLES: &[&str] = &[DB_CONNECTION_STRING, ENCRYPTED_DATABASE_PASSWORD];
@@ -49,30 +52,27 @@ pub struct UploadReport {
 pub const SESSION_TAG: &str = "event-recorder-session";
 
 /// A new session for `bytes`, then [`process`].
-pub async fn upload(
+pub async fn store_file(
     store: &mut Store,
     source_file_name: &str,
     bytes: &[u8],
-    upload: &Upload,
-) -> Result<UploadReport, tokio_postgres::Error> {
-    let session = new_session(store, source_file_name, upload).await?;
-    process(store, session, bytes, upload).await
+    tags: &UploadTags,
+) -> Result<UploadReport, DbError> {
+    let session = new_session(store, source_file_name, tags).await?;
+    process(store, session, bytes, tags).await
 }
 
 async fn new_session(
-    store: &Store,
+    store: &mut Store,
     source_file_name: &str,
-    upload: &Upload,
-) -> Result<i64, tokio_postgres::Error> {
+    tags: &UploadTags,
+) -> Result<i64, DbError> {
     let now = chrono::Utc::now().naive_utc();
-    idp_store::create_session(
-        store.client(),
-        source_file_name,
-        &upload.idp,
-        &upload.username,
-        now,
-    )
-    .await
+    store
+        .run(async |client| {
+            idp_data::create_session(client, source_file_name, &tags.idp, &tags.username, now).await
+        })
+        .await
 }
 
 /// Checks every row of `bytes` and stores them in `idp_data` under
@@ -81,13 +81,17 @@ pub async fn process(
     store: &mut Store,
     session: i64,
     bytes: &[u8],
-    upload: &Upload,
-) -> Result<UploadReport, tokio_postgres::Error> {
-    let parsed = parse::parse(bytes, upload);
+    tags: &UploadTags,
+) -> Result<UploadReport, DbError> {
+    let parsed = rows::parse(bytes, tags);
     let mut failed_rows: Vec<u64> = parsed.failures.iter().map(|f| f.row).collect();
     failed_rows.dedup();
     if parsed.failures.is_empty() {
-        idp_store::store_rows(store.client_mut(), session, &upload.idp, &parsed.rows).await?;
+        store
+            .run(async |client| {
+                idp_data::store_rows(client, session, &tags.idp, &parsed.rows).await
+            })
+            .await?;
     } else {
         for failure in &parsed.failures {
             warn!(
@@ -98,7 +102,9 @@ pub async fn process(
                 "row failed validation"
             );
         }
-        idp_store::record_failures(store.client(), session, &parsed.failures).await?;
+        store
+            .run(async |client| idp_data::record_failures(client, session, &parsed.failures).await)
+            .await?;
     }
     Ok(UploadReport {
         session_id: session,
@@ -114,12 +120,12 @@ pub async fn process(
 }
 
 enum Resume {
-    Database(tokio_postgres::Error),
+    Database(DbError),
     S3(S3Error),
 }
 
-impl From<tokio_postgres::Error> for Resume {
-    fn from(e: tokio_postgres::Error) -> Self {
+impl From<DbError> for Resume {
+    fn from(e: DbError) -> Self {
         Self::Database(e)
     }
 }
@@ -142,17 +148,25 @@ pub enum UploadError {
     },
     #[error("{0}")]
     S3(#[from] S3Error),
-    #[error("s3://{bucket}/{key}: the database failed: {problem}; the object is left in place")]
+    #[error("s3://{bucket}/{key}: the database failed: {error}; the object is left in place")]
     Database {
         bucket: String,
         key: String,
-        problem: String,
+        #[source]
+        error: DbError,
+    },
+    #[error("s3://{bucket}/{key}: the database failed: {error}; the object is left in place")]
+    Connect {
+        bucket: String,
+        key: String,
+        #[source]
+        error: ConnectError,
     },
 }
 
 /// The function: S3 `ObjectCreated` notifications in, one upload per object.
 pub struct Function {
-    connection: Connection,
+    connection: KeptConnection,
     s3: S3,
 }
 
@@ -180,28 +194,24 @@ impl Function {
         event: S3Event,
         deadline: std::time::SystemTime,
     ) -> Result<Vec<Uploaded>, UploadError> {
-        match tokio::time::timeout(start::budget(deadline), self.upload_all(event)).await {
-            Ok(outcome) => outcome,
+        let mut done = Vec::new();
+        let all = async {
+            for (bucket, key) in s3::objects(event) {
+                let outcome = self.upload_object(bucket, key).await;
+                if let Err(e) = &outcome {
+                    error!(error = %e, "upload failed");
+                }
+                done.push(outcome?);
+            }
+            Ok(())
+        };
+        match self.connection.before(deadline, all).await {
+            Ok(outcome) => outcome.map(|()| done),
             Err(_) => {
-                self.connection.discard().await;
                 error!("the invocation's deadline came first; the object is kept");
                 Err(UploadError::Deadline)
             }
         }
-    }
-
-    async fn upload_all(&self, event: S3Event) -> Result<Vec<Uploaded>, UploadError> {
-        let mut done = Vec::new();
-        for record in event.records {
-            let bucket = record.s3.bucket.name.unwrap_or_default();
-            let key = s3::notification_key(record.s3.object.key.as_deref().unwrap_or_default());
-            let outcome = self.upload_object(bucket, key).await;
-            if let Err(e) = &outcome {
-                error!(error = %e, "upload failed");
-            }
-            done.push(outcome?);
-        }
-        Ok(done)
     }
 
     /// The session the object's tag names, if it exists: finished (then only
@@ -214,14 +224,17 @@ impl Function {
         key: &str,
         mut tags: Vec<(String, String)>,
         bytes: &[u8],
-        settings: &Upload,
+        settings: &UploadTags,
     ) -> Result<UploadReport, Resume> {
         let tagged = tags
             .iter()
             .find(|(k, _)| k == SESSION_TAG)
             .and_then(|(_, v)| v.parse::<i64>().ok());
         if let Some(session) = tagged {
-            match idp_store::session_state(store.client(), session).await? {
+            let state = store
+                .run(async |client| idp_data::session_state(client, session).await)
+                .await?;
+            match state {
                 Some(state) if state.is_done() => {
                     info!(session, "upload already processed; moving the object");
                     return Ok(UploadReport {
@@ -251,48 +264,41 @@ impl Function {
 
     async fn upload_object(&self, bucket: String, key: String) -> Result<Uploaded, UploadError> {
         let tags = self.s3.tags(&bucket, &key).await?;
-        let settings = Upload::from_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        let settings = UploadTags::from_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .map_err(|error| UploadError::Tags {
                 bucket: bucket.clone(),
                 key: key.clone(),
                 error,
             })?;
         let bytes = self.s3.bytes(&bucket, &key, MAX_FILE).await?;
-        let database_failed = |problem: String| UploadError::Database {
-            bucket: bucket.clone(),
-            key: key.clone(),
-            problem,
-        };
-        let mut store = self
+        // On a kept connection found dead, once more on a new one. The
+        // session tag makes the second attempt resume the first one's
+        // session, so it reads the tags again.
+        let mut first_tags = Some(tags);
+        let attempt = self
             .connection
-            .get()
-            .await
-            .map_err(|e| database_failed(e.to_string()))?;
-        let mut attempt = self
-            .resume_or_process(&mut store, &bucket, &key, tags.clone(), &bytes, &settings)
+            .run(async |store| {
+                let tags = match first_tags.take() {
+                    Some(tags) => tags,
+                    None => self.s3.tags(&bucket, &key).await?,
+                };
+                self.resume_or_process(store, &bucket, &key, tags, &bytes, &settings)
+                    .await
+            })
             .await;
-        // A connection kept from an earlier invocation may be dead (see the
-        // SQS function): then once more on a new one. The session tag makes
-        // the second attempt resume the first one's session.
-        if matches!(attempt, Err(Resume::Database(_))) && store.is_closed() && !store.is_fresh() {
-            warn!(
-                bucket,
-                key, "the kept connection was dead; reconnecting and trying again"
-            );
-            self.connection
-                .reconnect(&mut store)
-                .await
-                .map_err(|e| database_failed(e.to_string()))?;
-            let tags = self.s3.tags(&bucket, &key).await?;
-            attempt = self
-                .resume_or_process(&mut store, &bucket, &key, tags, &bytes, &settings)
-                .await;
-        }
         let report = attempt.map_err(|e| match e {
-            Resume::Database(e) => database_failed(crate::database::describe(&e)),
-            Resume::S3(e) => UploadError::S3(e),
+            Failure::Work(Resume::Database(error)) => UploadError::Database {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                error,
+            },
+            Failure::Work(Resume::S3(e)) => UploadError::S3(e),
+            Failure::Connect(error) => UploadError::Connect {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                error,
+            },
         })?;
-        drop(store);
         let folder = if report.passed { "success" } else { "error" };
         let moved_to = format!("{folder}/{}", s3::base_name(&key));
         self.s3.rename(&bucket, &key, &moved_to).await?;

@@ -123,8 +123,6 @@ impl TestDb {
 
     pub async fn store(&self) -> Store {
         Store::new(self.client().await)
-            .await
-            .expect("statements prepare")
     }
 
     /// Rows in the audit, billing and fraud tables.

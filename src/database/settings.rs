@@ -1,5 +1,5 @@
-//! The database connection: libpq-style connection string (TLS options
-//! included), TLS through OpenSSL, and the password chosen at start.
+//! Connection strings: libpq's keyword/value form or a `postgres://` URL,
+//! TLS options included.
 //!
 //! tokio-postgres knows `sslmode` disable/prefer/require only, so
 //! `sslmode` and `sslrootcert` are taken out of the string here and applied
@@ -13,20 +13,13 @@
 //! verify: `prefer` (even with `sslrootcert`) and a bare `require` read no
 //! certificate at all.
 
-mod tls;
-
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use aws_config::SdkConfig;
-use aws_credential_types::provider::ProvideCredentials;
-use tokio_postgres::Client;
 use tokio_postgres::config::{Host, SslMode as WireSslMode};
 
-use crate::config::{ConfigError, DB_CONNECTION_STRING};
-use crate::store::Store;
-use tls::{MakeTls, Verify};
+use super::tls::{MakeTls, Verify};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
@@ -43,7 +36,7 @@ pub enum RootCert {
     System,
 }
 
-/// A parsed `DB_CONNECTION_STRING`.
+/// A parsed connection string.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config: tokio_postgres::Config,
@@ -58,19 +51,23 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const NEEDS_ROOT_CERT: &str =
     "sslmode=verify-ca and verify-full need sslrootcert (a PEM CA bundle, or `system`)";
 
-fn invalid(problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable: DB_CONNECTION_STRING,
+/// What is wrong with a connection string. The string itself is never
+/// repeated: it may hold a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem}")]
+pub struct InvalidSettings {
+    pub problem: String,
+}
+
+fn invalid(problem: impl Into<String>) -> InvalidSettings {
+    InvalidSettings {
         problem: problem.into(),
     }
 }
 
 impl Settings {
     /// Parses a libpq keyword/value string or a `postgres://` URL.
-    pub fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
-        let value = value.ok_or_else(|| {
-            invalid("required; a libpq keyword/value string (host=... dbname=... user=...) or a postgres:// URL")
-        })?;
+    pub fn parse(value: &str) -> Result<Self, InvalidSettings> {
         let (rest, tls) = take_tls_options(value)?;
         // Errors stay generic: the string may hold a password.
         let mut config = tokio_postgres::Config::from_str(&rest)
@@ -120,7 +117,7 @@ impl Settings {
 
     /// The TLS set-up for these settings. The CA bundle, if the mode
     /// verifies, is read now.
-    pub fn tls(&self) -> Result<MakeTls, ConfigError> {
+    pub fn tls(&self) -> Result<MakeTls, InvalidSettings> {
         // What the server's certificate is checked against, as libpq does it.
         let verify = match (self.ssl_mode, &self.root_cert) {
             (SslMode::VerifyFull, Some(roots)) => Verify::ChainAndHost(roots),
@@ -147,7 +144,7 @@ impl Settings {
 }
 
 /// Splits `sslmode`/`sslrootcert` off a connection string, returning the rest.
-fn take_tls_options(value: &str) -> Result<(String, Vec<(String, String)>), ConfigError> {
+fn take_tls_options(value: &str) -> Result<(String, Vec<(String, String)>), InvalidSettings> {
     let is_tls = |key: &str| key == "sslmode" || key == "sslrootcert";
     let trimmed = value.trim();
     if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
@@ -163,7 +160,7 @@ fn take_tls_options(value: &str) -> Result<(String, Vec<(String, String)>), Conf
                 let (k, v) = p.split_once('=').unwrap_or((p, ""));
                 Ok((k.to_owned(), percent_decode(v)?))
             })
-            .collect::<Result<_, ConfigError>>()?;
+            .collect::<Result<_, InvalidSettings>>()?;
         let rest = if rest.is_empty() {
             base.to_owned()
         } else {
@@ -186,7 +183,7 @@ fn take_tls_options(value: &str) -> Result<(String, Vec<(String, String)>), Conf
 
 /// libpq keyword/value syntax: `key = value`, values bare or single-quoted
 /// with backslash escapes.
-fn keyword_pairs(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
+fn keyword_pairs(text: &str) -> Result<Vec<(String, String)>, InvalidSettings> {
     let mut pairs = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
@@ -228,7 +225,7 @@ fn keyword_pairs(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
     }
 }
 
-fn percent_decode(value: &str) -> Result<String, ConfigError> {
+fn percent_decode(value: &str) -> Result<String, InvalidSettings> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -247,171 +244,12 @@ fn percent_decode(value: &str) -> Result<String, ConfigError> {
     String::from_utf8(out).map_err(|_| invalid("has a %-escape that is not UTF-8"))
 }
 
-/// Where the password comes from, decided once at start.
-#[derive(Clone)]
-pub enum Password {
-    /// In the connection string, or from KMS (already set in the settings).
-    Fixed,
-    /// A fresh RDS IAM token at every connection (tokens last 15 minutes).
-    IamToken(Box<SdkConfig>),
-}
-
-/// Why a connection could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("TLS with the database failed: {}", describe(.0))]
-    Tls(tokio_postgres::Error),
-    /// The server (or a pooler in front of it) answered, and said no: wrong
-    /// password, unknown database or user, too many connections, `pg_hba.conf`.
-    #[error("the database refused the connection: {}", describe(.0))]
-    Refused(tokio_postgres::Error),
-    /// No answer: network, DNS, timeout, or the connection closed.
-    #[error("cannot reach the database: {}", describe(.0))]
-    Unreachable(tokio_postgres::Error),
-    #[error("cannot make an RDS IAM token: {0}")]
-    Token(String),
-}
-
-impl ConnectError {
-    /// A TLS failure is a configuration problem (wrong CA, wrong host name,
-    /// a server without TLS), not an outage: start-up stops on it.
-    pub fn is_configuration(&self) -> bool {
-        matches!(self, ConnectError::Tls(_) | ConnectError::Token(_))
-    }
-}
-
-pub struct Database {
-    settings: Settings,
-    tls: MakeTls,
-    password: Password,
-}
-
-impl Database {
-    pub fn new(settings: Settings, password: Password) -> Result<Self, ConfigError> {
-        let tls = settings.tls()?;
-        Ok(Self {
-            settings,
-            tls,
-            password,
-        })
-    }
-
-    pub async fn client(&self) -> Result<Client, ConnectError> {
-        let mut config = self.settings.config.clone();
-        if let Password::IamToken(sdk) = &self.password {
-            config.password(self.iam_token(sdk).await?);
-        }
-        let (client, connection) = config.connect(self.tls.clone()).await.map_err(classify)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = describe(&e), "database connection ended");
-            }
-        });
-        Ok(client)
-    }
-
-    pub async fn store(&self) -> Result<Store, ConnectError> {
-        Store::new(self.client().await?).await.map_err(classify)
-    }
-
-    async fn iam_token(&self, sdk: &SdkConfig) -> Result<String, ConnectError> {
-        let provider = sdk
-            .credentials_provider()
-            .ok_or_else(|| ConnectError::Token("no AWS credentials are configured".into()))?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| ConnectError::Token(format!("AWS credentials: {e}")))?;
-        let region = sdk
-            .region()
-            .ok_or_else(|| ConnectError::Token("AWS_REGION is not set".into()))?;
-        let user = self.settings.config.get_user().unwrap_or_default();
-        let host = self.settings.host();
-        crate::aws::rds_token::generate(
-            &credentials,
-            region.as_ref(),
-            &host,
-            self.settings.port(),
-            user,
-            SystemTime::now(),
-        )
-        .map_err(ConnectError::Token)
-    }
-}
-
-/// A database error with its cause: tokio-postgres' own text is only its kind
-/// ("db error"). The server's message is kept, its DETAIL (which may quote
-/// row values) is not.
-pub fn describe(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
-    }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
-}
-
-/// Sorts a failed connection attempt by what the operator should look at.
-fn classify(e: tokio_postgres::Error) -> ConnectError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    let mut tls = e.to_string().contains("TLS");
-    let mut cut = false;
-    while let Some(s) = source {
-        tls |= s.is::<openssl::ssl::Error>() || s.is::<openssl::error::ErrorStack>();
-        cut |= cut_short(s);
-        source = s.source();
-    }
-    // A handshake cut by a reset, an EOF or a timeout (a failover, a proxy
-    // restarting) is an outage, not a configuration problem.
-    if tls && cut {
-        return ConnectError::Unreachable(e);
-    }
-    // A login the client gives up on (a SCRAM exchange whose server proof
-    // does not verify, an authentication method it lacks) was answered too.
-    let refused = e.as_db_error().is_some() || e.to_string() == "authentication error";
-    if tls {
-        ConnectError::Tls(e)
-    } else if refused {
-        ConnectError::Refused(e)
-    } else {
-        ConnectError::Unreachable(e)
-    }
-}
-
-/// True if this error is the network ending a connection early.
-fn cut_short(e: &(dyn std::error::Error + 'static)) -> bool {
-    use std::io::ErrorKind::*;
-    if let Some(io) = e.downcast_ref::<std::io::Error>() {
-        return matches!(
-            io.kind(),
-            ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe | TimedOut
-        );
-    }
-    if let Some(ssl) = e.downcast_ref::<openssl::ssl::Error>() {
-        // SYSCALL without an I/O error or a library reason is an EOF.
-        return ssl.code() == openssl::ssl::ErrorCode::SYSCALL
-            && ssl.io_error().is_none()
-            && ssl.ssl_error().is_none();
-    }
-    if let Some(stack) = e.downcast_ref::<openssl::error::ErrorStack>() {
-        return stack
-            .errors()
-            .iter()
-            .any(|e| e.reason().is_some_and(|r| r.contains("unexpected eof")));
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<Settings, ConfigError> {
-        Settings::parse(Some(s))
+    fn parse(s: &str) -> Result<Settings, InvalidSettings> {
+        Settings::parse(s)
     }
 
     #[test]

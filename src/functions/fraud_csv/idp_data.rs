@@ -1,4 +1,4 @@
-//! The `idp_data` SQL of the fraud-report upload. Like `store`, every
+//! The `idp_data` SQL of the fraud-report upload. Like `crate::store`, every
 //! statement is unnamed and explicitly typed, and rows travel as arrays, so
 //! it works through poolers and costs one statement per table.
 
@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error};
 
-use crate::functions::fraud_csv::parse::{FraudRow, RowFailure};
+use super::rows::{ReportRow, RowFailure};
 
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
@@ -106,7 +106,7 @@ pub async fn store_rows(
     client: &mut Client,
     session: i64,
     idp_entity_id: &str,
-    rows: &[FraudRow],
+    rows: &[ReportRow],
 ) -> Result<(), Error> {
     let tx = client.transaction().await?;
     // Ids first, so contra-indicators can name their event without relying
@@ -123,7 +123,7 @@ pub async fn store_rows(
         .map(|r| r.get(0))
         .collect();
 
-    let column = |f: fn(&FraudRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let column = |f: fn(&ReportRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
     let idp_event_id = column(|r| &r.idp_event_id);
     let fid_code = column(|r| &r.fid_code);
     let request_id = column(|r| &r.request_id);

@@ -1,0 +1,90 @@
+//! The database: connection strings (`settings`), TLS through OpenSSL
+//! (`tls`), the password chosen at start, what PostgreSQL's errors mean
+//! (`error`), and the one connection an instance keeps (`kept`).
+
+mod error;
+mod kept;
+mod settings;
+mod tls;
+
+use std::time::SystemTime;
+
+use aws_config::SdkConfig;
+use aws_credential_types::provider::ProvideCredentials;
+use tokio_postgres::Client;
+
+use crate::store::Store;
+pub use error::{ConnectError, DbError};
+pub use kept::{DEADLINE_MARGIN, DeadlinePassed, Failure, KeptConnection, budget};
+pub use settings::{InvalidSettings, RootCert, Settings, SslMode};
+use tls::MakeTls;
+/// Where the password comes from, decided once at start.
+#[derive(Clone)]
+pub enum Password {
+    /// In the connection string, or from KMS (already set in the settings).
+    Fixed,
+    /// A fresh RDS IAM token at every connection (tokens last 15 minutes).
+    IamToken(Box<SdkConfig>),
+}
+
+pub struct Database {
+    settings: Settings,
+    tls: MakeTls,
+    password: Password,
+}
+
+impl Database {
+    pub fn new(settings: Settings, password: Password) -> Result<Self, InvalidSettings> {
+        let tls = settings.tls()?;
+        Ok(Self {
+            settings,
+            tls,
+            password,
+        })
+    }
+
+    pub async fn client(&self) -> Result<Client, ConnectError> {
+        let mut config = self.settings.config.clone();
+        if let Password::IamToken(sdk) = &self.password {
+            config.password(self.iam_token(sdk).await?);
+        }
+        let (client, connection) = config
+            .connect(self.tls.clone())
+            .await
+            .map_err(error::classify)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %DbError::from(e), "database connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    pub async fn store(&self) -> Result<Store, ConnectError> {
+        Ok(Store::new(self.client().await?))
+    }
+
+    async fn iam_token(&self, sdk: &SdkConfig) -> Result<String, ConnectError> {
+        let provider = sdk
+            .credentials_provider()
+            .ok_or_else(|| ConnectError::Token("no AWS credentials are configured".into()))?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| ConnectError::Token(format!("AWS credentials: {e}")))?;
+        let region = sdk
+            .region()
+            .ok_or_else(|| ConnectError::Token("AWS_REGION is not set".into()))?;
+        let user = self.settings.config.get_user().unwrap_or_default();
+        let host = self.settings.host();
+        crate::aws::rds_token::generate(
+            &credentials,
+            region.as_ref(),
+            &host,
+            self.settings.port(),
+            user,
+            SystemTime::now(),
+        )
+        .map_err(ConnectError::Token)
+    }
+}
