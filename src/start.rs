@@ -109,15 +109,6 @@ pub async fn open_database(config: DatabaseConfig, aws: &Aws) -> Result<Database
     })
 }
 
-/// What both S3 functions start with: their database connection (from
-/// `DB_CONNECTION_STRING` and `ENCRYPTED_DATABASE_PASSWORD` only) and S3.
-pub async fn s3_function() -> Result<(KeptConnection, crate::aws::s3::S3), StartError> {
-    let aws = Aws::default();
-    let database = open_database(DatabaseConfig::from_env()?, &aws).await?;
-    let s3 = crate::aws::s3::S3::new(aws.config().await);
-    Ok((keep(database).await?, s3))
-}
-
 /// The instance's kept connection, opened now (see [`KeptConnection::open`]).
 pub async fn keep(database: Database) -> Result<KeptConnection, StartError> {
     KeptConnection::open(database)

@@ -18,6 +18,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Row, Transaction};
 
 use crate::database::DbError;
+pub use crate::database::Store;
 use crate::route::{ExtraRow, Record};
 
 /// One insert statement with the type of each `$n`.
@@ -102,14 +103,6 @@ const INSERT_FRAUD: &str = "
     ON CONFLICT DO NOTHING
     RETURNING event_id";
 
-/// A database connection that inserts records.
-pub struct Store {
-    client: Client,
-    /// Set when an error said the connection is gone, before the client
-    /// itself has noticed.
-    lost: bool,
-}
-
 /// Keys of the rows a call actually inserted (absent ones already existed).
 #[derive(Debug, Default)]
 pub struct Inserted {
@@ -133,34 +126,8 @@ impl Inserted {
     }
 }
 
+/// The events' statements, on the connection type of `database`.
 impl Store {
-    /// Wraps a connected client. Nothing is sent to the server.
-    pub fn new(client: Client) -> Self {
-        Self {
-            client,
-            lost: false,
-        }
-    }
-
-    /// True once the server or the network has dropped the connection.
-    pub fn is_closed(&self) -> bool {
-        self.lost || self.client.is_closed()
-    }
-
-    /// Runs `statements` on the connection. Every statement goes through
-    /// here (or `insert`), so an error that says the connection is gone marks
-    /// it lost at once, before the client itself may have noticed.
-    pub async fn run<T>(
-        &mut self,
-        statements: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
-    ) -> Result<T, DbError> {
-        let outcome = statements(&mut self.client).await.map_err(DbError::from);
-        if let Err(e) = &outcome {
-            self.lost |= e.connection_lost();
-        }
-        outcome
-    }
-
     /// Inserts all rows of `records` in one transaction: all or nothing.
     pub async fn insert(&mut self, records: &[&Record]) -> Result<Inserted, DbError> {
         self.run(async |client| insert(client, records).await).await

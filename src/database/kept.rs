@@ -13,8 +13,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::{error, info, warn};
 
-use super::{ConnectError, Database};
-use crate::store::Store;
+use super::{ConnectError, Database, Store};
 
 /// Kept back from Lambda's deadline, to answer it in time.
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);

@@ -13,7 +13,6 @@ use aws_config::SdkConfig;
 use aws_credential_types::provider::ProvideCredentials;
 use tokio_postgres::Client;
 
-use crate::store::Store;
 pub use error::{ConnectError, DbError};
 pub use kept::{DEADLINE_MARGIN, DeadlinePassed, Failure, KeptConnection, budget};
 pub use settings::{InvalidSettings, RootCert, Settings, SslMode};
@@ -86,5 +85,43 @@ impl Database {
             SystemTime::now(),
         )
         .map_err(ConnectError::Token)
+    }
+}
+
+/// A connection through which every statement runs (see [`Store::run`]).
+/// The events' statements are in the `store` module.
+pub struct Store {
+    client: Client,
+    /// Set when an error said the connection is gone, before the client
+    /// itself has noticed.
+    lost: bool,
+}
+
+impl Store {
+    /// Wraps a connected client. Nothing is sent to the server.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            lost: false,
+        }
+    }
+
+    /// True once the server or the network has dropped the connection.
+    pub fn is_closed(&self) -> bool {
+        self.lost || self.client.is_closed()
+    }
+
+    /// Runs `statements` on the connection. Every statement goes through
+    /// here (the events' inserts too), so an error that says the connection
+    /// is gone marks it lost at once, before the client itself may notice.
+    pub async fn run<T>(
+        &mut self,
+        statements: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, DbError> {
+        let outcome = statements(&mut self.client).await.map_err(DbError::from);
+        if let Err(e) = &outcome {
+            self.lost |= e.connection_lost();
+        }
+        outcome
     }
 }

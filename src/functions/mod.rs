@@ -4,6 +4,7 @@
 
 pub mod fraud_csv;
 pub mod s3_import;
+pub mod s3_trigger;
 pub mod sqs;
 
 use crate::config::ConfigError;

@@ -20,13 +20,14 @@ use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tracing::{debug, error, info, warn};
 
-use crate::aws::s3::{self, S3, S3Error};
+use super::s3_trigger::S3Trigger;
+use crate::aws::s3::S3Error;
 use crate::config::{DB_CONNECTION_STRING, ENCRYPTED_DATABASE_PASSWORD};
-use crate::database::{ConnectError, DbError, Failure, KeptConnection};
+use crate::database::{ConnectError, DbError, Failure};
 use crate::event::{Event, EventError};
 use crate::recorder::{MessageError, Written, write};
 use crate::route::{Record, route};
-use crate::start::{self, StartError};
+use crate::start::StartError;
 use crate::store::Store;
 
 /// The environment variables this function reads (no data key: the files are plain JSON).
@@ -262,10 +263,7 @@ async fn read_line(
 }
 
 /// The function: S3 `ObjectCreated` notifications in, one import per object.
-pub struct Function {
-    connection: KeptConnection,
-    s3: S3,
-}
+pub struct Function(S3Trigger);
 
 /// The answer to one notification (Lambda ignores it for async invocations;
 /// it helps when invoking by hand).
@@ -284,33 +282,22 @@ pub struct ObjectReport {
 }
 
 impl Function {
-    pub async fn from_env() -> Result<Self, StartError> {
-        let (connection, s3) = start::s3_function().await?;
-        Ok(Self { connection, s3 })
-    }
-
-    /// Every object of the notification, answered before `deadline`
-    /// (Lambda's, less a margin): past it, the connection is dropped and the
-    /// invocation fails, leaving the object for the retry.
+    /// Imports each object the notification names, then deletes it; the
+    /// deadline is [`S3Trigger::each_object`]'s.
     pub async fn handle(
         &self,
         event: S3Event,
         deadline: std::time::SystemTime,
     ) -> Result<Imported, FunctionError> {
-        let mut objects = Vec::new();
-        let all = async {
-            for (bucket, key) in s3::objects(event) {
-                objects.push(self.import_object(bucket, key).await?);
-            }
-            Ok(())
-        };
-        match self.connection.before(deadline, all).await {
-            Ok(done) => done.map(|()| Imported { objects }),
-            Err(_) => {
-                error!("the invocation's deadline came first; the object is kept");
-                Err(FunctionError::Deadline)
-            }
+        let import = async |bucket, key| self.import_object(bucket, key).await;
+        match self.0.each_object(event, deadline, import).await {
+            Ok(outcome) => outcome.map(|objects| Imported { objects }),
+            Err(_) => Err(FunctionError::Deadline),
         }
+    }
+
+    pub async fn from_env() -> Result<Self, StartError> {
+        Ok(Self(S3Trigger::from_env().await?))
     }
 
     async fn import_object(
@@ -324,9 +311,10 @@ impl Function {
         };
         // On a kept connection found dead, the file is read again on a new one.
         let imported = self
+            .0
             .connection
             .run(async |store| {
-                let reader = self.s3.reader(&bucket, &key).await?;
+                let reader = self.0.s3.reader(&bucket, &key).await?;
                 let mut rejects = Rejects::new().map_err(ImportError::Rejects)?;
                 let report = import(store, reader, &mut rejects).await?;
                 Ok((report, rejects))
@@ -346,14 +334,16 @@ impl Function {
                 let path = rejects
                     .path()
                     .map_err(|e| failed(ImportError::Rejects(e)))?;
-                self.s3
+                self.0
+                    .s3
                     .put_file(&bucket, &rejects_key, path)
                     .await
                     .map_err(|e| failed(e.into()))?;
                 Some(rejects_key)
             }
         };
-        self.s3
+        self.0
+            .s3
             .delete(&bucket, &key)
             .await
             .map_err(|e| failed(e.into()))?;

@@ -23,10 +23,11 @@ use aws_lambda_events::event::s3::S3Event;
 use serde::Serialize;
 use tracing::{error, info, warn};
 
-use crate::aws::s3::{self, S3, S3Error};
+use crate::aws::s3::{self, S3Error};
 use crate::config::{DB_CONNECTION_STRING, ENCRYPTED_DATABASE_PASSWORD};
-use crate::database::{ConnectError, DbError, Failure, KeptConnection};
-use crate::start::{self, StartError};
+use crate::database::{ConnectError, DbError, Failure};
+use crate::functions::s3_trigger::S3Trigger;
+use crate::start::StartError;
 use crate::store::Store;
 use tags::{TagError, UploadTags};
 
@@ -165,10 +166,7 @@ pub enum UploadError {
 }
 
 /// The function: S3 `ObjectCreated` notifications in, one upload per object.
-pub struct Function {
-    connection: KeptConnection,
-    s3: S3,
-}
+pub struct Function(S3Trigger);
 
 #[derive(Debug, Serialize)]
 pub struct Uploaded {
@@ -181,36 +179,27 @@ pub struct Uploaded {
 
 impl Function {
     pub async fn from_env() -> Result<Self, StartError> {
-        let (connection, s3) = start::s3_function().await?;
-        Ok(Self { connection, s3 })
+        Ok(Self(S3Trigger::from_env().await?))
     }
 
-    /// Every object of the notification, answered before `deadline`
-    /// (Lambda's, less a margin): past it, the connection is dropped and the
-    /// invocation fails, leaving the object for the retry (which resumes its
-    /// session).
+    /// Uploads each object the notification names, then moves it; a retry
+    /// resumes the object's session. The deadline is
+    /// [`S3Trigger::each_object`]'s.
     pub async fn handle(
         &self,
         event: S3Event,
         deadline: std::time::SystemTime,
     ) -> Result<Vec<Uploaded>, UploadError> {
-        let mut done = Vec::new();
-        let all = async {
-            for (bucket, key) in s3::objects(event) {
-                let outcome = self.upload_object(bucket, key).await;
-                if let Err(e) = &outcome {
-                    error!(error = %e, "upload failed");
-                }
-                done.push(outcome?);
+        let upload = async |bucket, key| {
+            let outcome = self.upload_object(bucket, key).await;
+            if let Err(e) = &outcome {
+                error!(error = %e, "upload failed");
             }
-            Ok(())
+            outcome
         };
-        match self.connection.before(deadline, all).await {
-            Ok(outcome) => outcome.map(|()| done),
-            Err(_) => {
-                error!("the invocation's deadline came first; the object is kept");
-                Err(UploadError::Deadline)
-            }
+        match self.0.each_object(event, deadline, upload).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(UploadError::Deadline),
         }
     }
 
@@ -258,29 +247,30 @@ impl Function {
         let session = new_session(store, key, settings).await?;
         tags.retain(|(k, _)| k != SESSION_TAG);
         tags.push((SESSION_TAG.to_owned(), session.to_string()));
-        self.s3.put_tags(bucket, key, &tags).await?;
+        self.0.s3.put_tags(bucket, key, &tags).await?;
         Ok(process(store, session, bytes, settings).await?)
     }
 
     async fn upload_object(&self, bucket: String, key: String) -> Result<Uploaded, UploadError> {
-        let tags = self.s3.tags(&bucket, &key).await?;
+        let tags = self.0.s3.tags(&bucket, &key).await?;
         let settings = UploadTags::from_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .map_err(|error| UploadError::Tags {
                 bucket: bucket.clone(),
                 key: key.clone(),
                 error,
             })?;
-        let bytes = self.s3.bytes(&bucket, &key, MAX_FILE).await?;
+        let bytes = self.0.s3.bytes(&bucket, &key, MAX_FILE).await?;
         // On a kept connection found dead, once more on a new one. The
         // session tag makes the second attempt resume the first one's
         // session, so it reads the tags again.
         let mut first_tags = Some(tags);
         let attempt = self
+            .0
             .connection
             .run(async |store| {
                 let tags = match first_tags.take() {
                     Some(tags) => tags,
-                    None => self.s3.tags(&bucket, &key).await?,
+                    None => self.0.s3.tags(&bucket, &key).await?,
                 };
                 self.resume_or_process(store, &bucket, &key, tags, &bytes, &settings)
                     .await
@@ -301,7 +291,7 @@ impl Function {
         })?;
         let folder = if report.passed { "success" } else { "error" };
         let moved_to = format!("{folder}/{}", s3::base_name(&key));
-        self.s3.rename(&bucket, &key, &moved_to).await?;
+        self.0.s3.rename(&bucket, &key, &moved_to).await?;
         info!(
             bucket,
             key,
