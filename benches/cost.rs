@@ -17,26 +17,10 @@
 //! the build profile (`cargo test --bench cost` gives the same ones quickly);
 //! CPU and wall times do. EVENT_RECORDER_BOOTSTRAP measures another binary.
 
-// Shared with the integration tests; the bench uses part of each.
-#[allow(dead_code)]
-#[path = "../tests/integration/support/cleanup.rs"]
-mod cleanup;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/events.rs"]
-mod events;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/function.rs"]
-mod function;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/local.rs"]
-mod local;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/runtime_api.rs"]
-mod runtime_api;
-
 use std::time::Instant;
 
 use event_recorder::schema;
+use event_recorder_test_support::{events, function, local, runtime_api};
 use events::{Batch, KEY_B64, mixed_event};
 use function::Function;
 use runtime_api::{Outcome, RuntimeApi};

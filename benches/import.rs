@@ -5,22 +5,13 @@
 //!
 //! Run: `cargo bench --bench import`.
 
-#[allow(dead_code)]
-#[path = "../tests/integration/support/cleanup.rs"]
-mod cleanup;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/events.rs"]
-mod events;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/local.rs"]
-mod local;
-
 use std::io::Write;
 use std::time::Instant;
 
 use event_recorder::functions::fraud_csv::{self, rows, tags::UploadTags};
 use event_recorder::functions::s3_import::{self, Rejects};
 use event_recorder::{Store, schema};
+use event_recorder_test_support::{events, local};
 use events::mixed_event;
 
 const LINES: usize = 200_000;

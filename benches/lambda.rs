@@ -23,34 +23,6 @@
 //! then B A) so a busy machine slows both alike, and prints the median of the
 //! paired ratios.
 
-// Shared with the integration tests; the bench uses part of each.
-#[allow(dead_code)]
-#[path = "../tests/integration/support/certs.rs"]
-mod certs;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/cleanup.rs"]
-mod cleanup;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/events.rs"]
-mod events;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/function.rs"]
-mod function;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/local.rs"]
-mod local;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/moto.rs"]
-mod moto;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/runtime_api.rs"]
-mod runtime_api;
-#[path = "../tests/integration/support/tls_proxy.rs"]
-mod tls_proxy;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/tools.rs"]
-mod tools;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -59,6 +31,7 @@ use aws_credential_types::Credentials;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use event_recorder::schema;
+use event_recorder_test_support::{certs, events, function, local, moto, runtime_api, tls_proxy};
 use events::{Batch, KEY_B64, mixed_event};
 use function::Function;
 use runtime_api::{Outcome, RuntimeApi};

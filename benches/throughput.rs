@@ -26,31 +26,12 @@
 //! need the first and the last; `COPY` could only serve as a fast path with
 //! a fallback, and tokio-postgres runs `COPY` as a named prepared statement.
 
-// Shared with the integration tests; the bench uses part of each.
-#[allow(dead_code)]
-#[path = "../tests/integration/support/cleanup.rs"]
-mod cleanup;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/events.rs"]
-mod events;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/fetched_pgbouncer.rs"]
-mod fetched_pgbouncer;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/local.rs"]
-mod local;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/pgbouncer.rs"]
-mod pgbouncer;
-#[allow(dead_code)]
-#[path = "../tests/integration/support/tools.rs"]
-mod tools;
-
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use event_recorder::route::{ExtraRow, Record};
 use event_recorder::{Recorder, Store, schema};
+use event_recorder_test_support::{events, local, pgbouncer};
 use events::{Batch, encrypt, key, mixed_event};
 use serde_json::{Map, Value};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;

@@ -34,6 +34,7 @@ let
       ../deploy/template.yaml # read by tests/deploy_template.rs
       ../nix/pins.json # the architectures tests/deploy_template.rs expects
       ../nix/zip-writer # a workspace member: cargo loads it with the package
+      ../test-support # a workspace member: the tests' and benches' shared crate
     ];
   };
   # The zip recipe: the crate plus nix/ without the flake's own files, so every helper
@@ -48,6 +49,7 @@ let
       ../src
       ../migrations
       ../benches
+      ../test-support # a workspace member: cargo loads it, though the zip never builds it
       (fs.difference ../nix (
         fs.unions [
           (fs.fileFilter (f: f.hasExt "nix") ../nix)

@@ -1,6 +1,8 @@
 //! The SQS recorder's one line per invocation: what became of the batch
-//! (`BatchSize`, `Stored`, `Duplicates`, `Failed` and `DatabaseTime` in ms)
-//! and, in the same line, a CloudWatch Embedded Metric Format directive
+//! (`BatchSize`, `Stored`, `Duplicates`, `Failed` and `DatabaseTime` in ms),
+//! the reconnections it needed by cause (`ReconnectsDead`: a kept connection
+//! was dead; `ReconnectsReadOnly`: the server took no writes, as after a
+//! failover) and, in the same line, a CloudWatch Embedded Metric Format directive
 //! (`_aws`) that makes those fields metrics, with no API call and no extra
 //! permission. One line rather than a log line and a metrics line: each
 //! byte is billed.
@@ -16,6 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use tracing::info;
 
+use crate::database::Reconnects;
+
 pub const DEFAULT_NAMESPACE: &str = "EventRecorder";
 
 /// The message of the summary line.
@@ -29,6 +33,7 @@ pub struct Invocation {
     pub duplicates: usize,
     pub failed: usize,
     pub database_time: Duration,
+    pub reconnects: Reconnects,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +71,8 @@ impl Metrics {
                     count("Duplicates"),
                     count("Failed"),
                     { "Name": "DatabaseTime", "Unit": "Milliseconds" },
+                    count("ReconnectsDead"),
+                    count("ReconnectsReadOnly"),
                 ],
             }],
         })
@@ -87,6 +94,8 @@ pub fn log_summary(i: &Invocation, metrics: Option<&Metrics>) {
             Duplicates = i.duplicates,
             Failed = i.failed,
             DatabaseTime = database_ms,
+            ReconnectsDead = i.reconnects.dead,
+            ReconnectsReadOnly = i.reconnects.read_only,
             "{SUMMARY}"
         ),
         None => info!(
@@ -95,6 +104,8 @@ pub fn log_summary(i: &Invocation, metrics: Option<&Metrics>) {
             Duplicates = i.duplicates,
             Failed = i.failed,
             DatabaseTime = database_ms,
+            ReconnectsDead = i.reconnects.dead,
+            ReconnectsReadOnly = i.reconnects.read_only,
             "{SUMMARY}"
         ),
     }
@@ -112,6 +123,10 @@ mod tests {
             duplicates: 2,
             failed: 1,
             database_time: Duration::from_micros(12_500),
+            reconnects: Reconnects {
+                dead: 1,
+                read_only: 2,
+            },
         }
     }
 
@@ -137,7 +152,9 @@ mod tests {
                 "Stored",
                 "Duplicates",
                 "Failed",
-                "DatabaseTime"
+                "DatabaseTime",
+                "ReconnectsDead",
+                "ReconnectsReadOnly"
             ]
         );
     }
@@ -162,6 +179,8 @@ mod tests {
                 ("Duplicates", json!(2)),
                 ("Failed", json!(1)),
                 ("DatabaseTime", json!(12.5)),
+                ("ReconnectsDead", json!(1)),
+                ("ReconnectsReadOnly", json!(2)),
             ] {
                 assert_eq!(line[name], value, "{name} in {out}");
             }
@@ -175,7 +194,7 @@ mod tests {
         });
         assert_eq!(
             text,
-            "INFO batch recorded BatchSize=10 Stored=7 Duplicates=2 Failed=1 DatabaseTime=12.5\n"
+            "INFO batch recorded BatchSize=10 Stored=7 Duplicates=2 Failed=1 DatabaseTime=12.5 ReconnectsDead=1 ReconnectsReadOnly=2\n"
         );
         let json = logging::capture(Settings::from_values(Some("JSON"), None), || {
             log_summary(&invocation(), None)

@@ -29,6 +29,17 @@ impl DbError {
             .is_some_and(|class| matches!(class, "22" | "23" | "54" | "P0"))
     }
 
+    /// The server takes no writes: 25006 (read_only_sql_transaction), what a
+    /// hot standby, an Aurora or RDS reader, or a former writer demoted by a
+    /// failover answers to an insert. Not the rows' fault, and not this
+    /// connection's alone to fix: the endpoint's DNS name has (or will have)
+    /// moved to the new writer, so a new connection is the way out. A server
+    /// still in recovery refuses new connections with 57P03 instead, which
+    /// connecting already treats as an outage.
+    pub fn server_read_only(&self) -> bool {
+        self.code() == Some(READ_ONLY)
+    }
+
     /// The server's SQLSTATE, if the server answered.
     pub fn code(&self) -> Option<&str> {
         self.0.as_db_error().map(|db| db.code().code())
@@ -45,9 +56,15 @@ impl From<tokio_postgres::Error> for DbError {
     }
 }
 
+const READ_ONLY: &str = "25006";
+
 impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&describe(&self.0))
+        f.write_str(&describe(&self.0))?;
+        if self.server_read_only() {
+            f.write_str(": the server takes no writes (a standby or reader, or a writer demoted by a failover)")?;
+        }
+        Ok(())
     }
 }
 

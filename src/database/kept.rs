@@ -1,19 +1,25 @@
 //! The one connection an instance keeps across invocations, and the policy
 //! every function runs its database work under:
 //! - get the connection (connecting if there is none, or it closed);
-//! - run the work; if it failed and the connection turned out dead, and that
-//!   connection was kept from an earlier invocation (a NAT or proxy forgot
-//!   the flow while the instance was frozen, a backend was killed), connect
-//!   again and run the work once more: that is no outage;
+//! - run the work; if it failed because the connection is of no more use,
+//!   connect again and run the work once more, when:
+//!   - the connection was kept from an earlier invocation and turned out
+//!     dead (a NAT or proxy forgot the flow while the instance was frozen, a
+//!     backend was killed): that is no outage;
+//!   - the server takes no writes (a failover demoted it, or the endpoint
+//!     points at a reader): the new connection resolves the host name again
+//!     and may reach the new writer. If it is read-only too, the work fails
+//!     at once, with that reason;
 //! - all of it before the invocation's deadline, past which the connection
 //!   is dropped (a statement may still be running on it).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Mutex, MutexGuard};
 use tracing::{error, info, warn};
 
-use super::{ConnectError, Database, Store};
+use super::{ConnectError, Database, Lost, Store};
 
 /// Kept back from Lambda's deadline, to answer it in time.
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
@@ -34,6 +40,18 @@ pub fn budget(deadline: SystemTime) -> Duration {
 pub struct KeptConnection {
     database: Database,
     slot: Mutex<Option<Store>>,
+    /// Retries on a new connection since the last [`KeptConnection::take_reconnects`].
+    dead: AtomicU32,
+    read_only: AtomicU32,
+}
+
+/// Reconnections to run work again, by cause.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnects {
+    /// A connection kept from an earlier invocation was dead.
+    pub dead: u32,
+    /// The server took no writes.
+    pub read_only: u32,
 }
 
 /// Why [`KeptConnection::run`] gave up.
@@ -79,7 +97,17 @@ impl KeptConnection {
         Ok(Self {
             database,
             slot: Mutex::new(store),
+            dead: AtomicU32::new(0),
+            read_only: AtomicU32::new(0),
         })
+    }
+
+    /// The reconnections made to run work again since the last call.
+    pub fn take_reconnects(&self) -> Reconnects {
+        Reconnects {
+            dead: self.dead.swap(0, Ordering::Relaxed),
+            read_only: self.read_only.swap(0, Ordering::Relaxed),
+        }
     }
 
     /// Runs `work` before `deadline` (Lambda's, less [`DEADLINE_MARGIN`]).
@@ -101,9 +129,10 @@ impl KeptConnection {
     }
 
     /// Runs `work` on the connection, once more on a new one if it failed
-    /// because a connection kept from an earlier invocation was dead. The
-    /// work must be safe to run twice (what it stored the first time comes
-    /// back as duplicates, or is resumed).
+    /// because a connection kept from an earlier invocation was dead, or
+    /// because the server takes no writes. The work must be safe to run
+    /// twice (what it stored the first time comes back as duplicates, or is
+    /// resumed).
     pub async fn run<T, E>(
         &self,
         mut work: impl AsyncFnMut(&mut Store) -> Result<T, E>,
@@ -113,10 +142,22 @@ impl KeptConnection {
         let Err(failed) = first else {
             return first.map_err(Failure::Work);
         };
-        if guard.fresh || !guard.store().is_closed() {
-            return Err(Failure::Work(failed));
-        }
-        warn!("the kept connection was dead; reconnecting and trying again");
+        let fresh = guard.fresh;
+        let store = guard.store();
+        let cause = match store.lost() {
+            Some(Lost::ReadOnly) => {
+                warn!(
+                    "the server takes no writes (a failover, or a reader endpoint); reconnecting and trying again"
+                );
+                &self.read_only
+            }
+            _ if !fresh && store.is_closed() => {
+                warn!("the kept connection was dead; reconnecting and trying again");
+                &self.dead
+            }
+            _ => return Err(Failure::Work(failed)),
+        };
+        cause.fetch_add(1, Ordering::Relaxed);
         if self.reconnect(&mut guard).await.is_err() {
             return Err(Failure::Work(failed));
         }

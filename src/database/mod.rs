@@ -14,7 +14,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use tokio_postgres::Client;
 
 pub use error::{ConnectError, DbError};
-pub use kept::{DEADLINE_MARGIN, DeadlinePassed, Failure, KeptConnection, budget};
+pub use kept::{DEADLINE_MARGIN, DeadlinePassed, Failure, KeptConnection, Reconnects, budget};
 pub use settings::{InvalidSettings, RootCert, Settings, SslMode};
 use tls::MakeTls;
 /// Where the password comes from, decided once at start.
@@ -92,23 +92,35 @@ impl Database {
 /// The events' statements are in the `store` module.
 pub struct Store {
     client: Client,
-    /// Set when an error said the connection is gone, before the client
-    /// itself has noticed.
-    lost: bool,
+    /// Set when an error said the connection is of no more use, before the
+    /// client itself may have noticed.
+    lost: Option<Lost>,
+}
+
+/// Why a [`Store`] is of no more use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lost {
+    /// Closed, or the server said the session is over (class 08 or 57).
+    Gone,
+    /// Alive, but the server takes no writes (see [`DbError::server_read_only`]).
+    ReadOnly,
 }
 
 impl Store {
     /// Wraps a connected client. Nothing is sent to the server.
     pub fn new(client: Client) -> Self {
-        Self {
-            client,
-            lost: false,
-        }
+        Self { client, lost: None }
     }
 
-    /// True once the server or the network has dropped the connection.
+    /// True once the connection is of no more use: the server or the network
+    /// dropped it, or the server turned out to take no writes.
     pub fn is_closed(&self) -> bool {
-        self.lost || self.client.is_closed()
+        self.lost.is_some() || self.client.is_closed()
+    }
+
+    /// Why the connection is of no more use, if an error said so.
+    pub fn lost(&self) -> Option<Lost> {
+        self.lost
     }
 
     /// Runs `statements` on the connection. Every statement goes through
@@ -120,7 +132,11 @@ impl Store {
     ) -> Result<T, DbError> {
         let outcome = statements(&mut self.client).await.map_err(DbError::from);
         if let Err(e) = &outcome {
-            self.lost |= e.connection_lost();
+            if e.server_read_only() {
+                self.lost = Some(Lost::ReadOnly);
+            } else if e.connection_lost() {
+                self.lost = Some(Lost::Gone);
+            }
         }
         outcome
     }

@@ -92,6 +92,7 @@ impl Function {
                 duplicates: report.duplicates,
                 failed: report.failed.len(),
                 database_time: started.elapsed(),
+                reconnects: self.connection.take_reconnects(),
             },
             self.metrics.as_ref(),
         );

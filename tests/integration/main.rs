@@ -1,10 +1,13 @@
 //! Integration tests against a real PostgreSQL (see support::server for
 //! how the server is chosen).
 
-mod support;
+// The support code is a crate of its own (test-support/), shared with the
+// benches; under this name `crate::support::...` paths reach it.
+use event_recorder_test_support as support;
 
 mod batch;
 mod cli;
+mod failover;
 mod fraud_csv;
 mod harness;
 mod kept_connection;

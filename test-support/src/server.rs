@@ -404,20 +404,3 @@ pub fn unique_name(prefix: &str) -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
-
-#[test]
-fn source_order() {
-    assert_eq!(choose(None, true, true, true), Ok(Source::Url));
-    assert_eq!(choose(None, false, true, true), Ok(Source::Docker));
-    assert_eq!(choose(None, false, false, true), Ok(Source::Local));
-    assert_eq!(choose(None, false, false, false), Ok(Source::Fetched));
-    assert_eq!(choose(Some("local"), true, true, true), Ok(Source::Local));
-    assert_eq!(
-        choose(Some("fetched"), true, true, true),
-        Ok(Source::Fetched)
-    );
-    assert!(choose(Some("podman"), false, false, true).is_err());
-    for source in [Source::Url, Source::Docker, Source::Local, Source::Fetched] {
-        assert_eq!(choose(Some(source.name()), false, false, false), Ok(source));
-    }
-}

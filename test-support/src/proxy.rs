@@ -1,7 +1,9 @@
 //! A TCP proxy on 127.0.0.1 in front of the test database, which can cut
 //! every connection and refuse new ones (the database becomes unreachable
 //! for the process under test, whatever server the harness chose), or
-//! forget its open flows as a NAT does while a Lambda instance is frozen.
+//! forget its open flows as a NAT does while a Lambda instance is frozen,
+//! or send new connections to another server (a failover: the endpoint's
+//! DNS name moved, open flows still reach the old server).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ pub struct Proxy {
     up: Arc<watch::Sender<bool>>,
     generation: Arc<watch::Sender<u64>>,
     hole: Arc<watch::Sender<bool>>,
+    upstream: Arc<watch::Sender<(String, u16)>>,
 }
 
 enum Ended {
@@ -36,6 +39,8 @@ impl Proxy {
         let flows = generation.clone();
         let hole = Arc::new(watch::Sender::new(false));
         let holes = hole.clone();
+        let upstream = Arc::new(watch::Sender::new(upstream));
+        let target = upstream.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if !*state.borrow() {
@@ -54,7 +59,7 @@ impl Proxy {
                 let mut forget = flows.subscribe();
                 let mut stalled = holes.subscribe();
                 let born = *forget.borrow();
-                let upstream = upstream.clone();
+                let upstream = target.borrow().clone();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(upstream).await else {
                         return;
@@ -88,7 +93,14 @@ impl Proxy {
             up,
             generation,
             hole,
+            upstream,
         }
+    }
+
+    /// New connections go to `upstream` from now on; open ones stay where
+    /// they are.
+    pub fn retarget(&self, upstream: (String, u16)) {
+        self.upstream.send_replace(upstream);
     }
 
     pub fn port(&self) -> u16 {

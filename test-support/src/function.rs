@@ -2,7 +2,8 @@
 //! the Lambda environment, talking to the Runtime API emulator.
 //!
 //! `EVENT_RECORDER_BOOTSTRAP` selects another binary (the one packaged in the
-//! Lambda zip); by default it is the one Cargo built for these tests.
+//! Lambda zip); by default it is the one Cargo built with the running test or
+//! bench (see [`bootstrap_path`]).
 //! `EVENT_RECORDER_BOOTSTRAP_RUNNER` is a command the binary is run under,
 //! split on whitespace: an emulator for another architecture, such as
 //! `qemu-aarch64-static -L /usr/aarch64-linux-gnu` for the arm64 zip.
@@ -14,10 +15,36 @@ use std::time::{Duration, Instant};
 use super::cleanup::{self, Registration};
 use super::runtime_api::RuntimeApi;
 
+/// `EVENT_RECORDER_BOOTSTRAP`, else the `bootstrap` cargo built with the
+/// running test or bench. `CARGO_BIN_EXE_bootstrap` is only defined when
+/// the root package's own targets are compiled, not this library, so the
+/// binary is found as cargo lays it out: the test or bench executable is
+/// `<target>/<profile>/deps/<name>-<hash>`, the binary
+/// `<target>/<profile>/bootstrap` (cargo builds a package's binaries before
+/// its integration tests and benches).
 pub fn bootstrap_path() -> PathBuf {
-    std::env::var_os("EVENT_RECORDER_BOOTSTRAP")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_bootstrap")))
+    if let Some(path) = std::env::var_os("EVENT_RECORDER_BOOTSTRAP") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the path of the running executable");
+    let built = exe
+        .parent()
+        .filter(|dir| dir.ends_with("deps"))
+        .and_then(Path::parent)
+        .map(|profile| profile.join(format!("bootstrap{}", std::env::consts::EXE_SUFFIX)));
+    match built {
+        Some(path) if path.is_file() => path,
+        Some(path) => panic!(
+            "{} is missing: `cargo test` and `cargo bench` build it, or set \
+             EVENT_RECORDER_BOOTSTRAP to a bootstrap binary",
+            path.display()
+        ),
+        None => panic!(
+            "{} is not in a cargo deps/ directory, so no bootstrap is known: set \
+             EVENT_RECORDER_BOOTSTRAP to a bootstrap binary",
+            exe.display()
+        ),
+    }
 }
 
 /// The command that starts `binary`, under the runner if one is set.
@@ -39,7 +66,6 @@ pub struct Function {
     dir: tempfile::TempDir,
     /// The process and its output files, should the test process be stopped.
     _at_exit: [Registration; 2],
-    #[allow(dead_code)] // read by benches/lambda.rs
     pub spawned: Instant,
 }
 

@@ -1,5 +1,7 @@
-//! Test support: a real PostgreSQL server per test process, a fresh database
-//! per test, and builders for encrypted test messages.
+//! Test support for the integration tests (`tests/integration/`) and the
+//! benches: a real PostgreSQL server per test process, a fresh database per
+//! test, builders for encrypted test messages, and the emulators and helper
+//! processes the Lambda's binaries run against.
 
 pub mod certs;
 pub mod cleanup;
@@ -55,7 +57,7 @@ impl TestDb {
         let db = Self::empty().await;
         db.client()
             .await
-            .batch_execute(include_str!("../../fixtures/original-schema.sql"))
+            .batch_execute(include_str!("../../tests/fixtures/original-schema.sql"))
             .await
             .expect("the original-schema fixture applies");
         db

@@ -21,8 +21,16 @@ const COMPLETE: &str = "installed";
 pub fn dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .unwrap_or_else(|| workspace_root().join("target"))
         .join("test-tools")
+}
+
+/// The workspace's root, where cargo puts `target/`: this crate is a member
+/// one level below it.
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("test-support is a directory of the workspace")
 }
 
 /// `<tools>/<name>`, built by `build` (into the empty directory it is given)
