@@ -39,14 +39,40 @@ pub enum MessageError {
     Store(#[source] DbError),
 }
 
-/// The result of one batch. `failed` holds message IDs in input order.
+/// The result of one batch. `failed` holds message IDs in input order, and
+/// `failures` why each failed, in the same order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchReport {
     pub failed: Vec<String>,
+    pub failures: Vec<FailedMessage>,
     pub stored: usize,
     pub duplicates: usize,
     /// Database transactions the batch took (1 when nothing is refused).
     pub transactions: usize,
+}
+
+/// Why one message failed, as its log line says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedMessage {
+    /// The event's ID, when it decrypted and has one fit for a log line.
+    pub event_id: Option<String>,
+    pub error: String,
+}
+
+impl BatchReport {
+    /// One `failed` line per failed message (an operator looks a message up
+    /// by its ID). Written by the caller once the batch's outcome is final,
+    /// so a batch run again on a new connection logs only what became of it.
+    pub fn log_failures(&self) {
+        for (id, failure) in self.failed.iter().zip(&self.failures) {
+            error!(
+                message_id = id.as_str(),
+                event_id = failure.event_id.as_deref(),
+                error = failure.error.as_str(),
+                "failed"
+            );
+        }
+    }
 }
 
 pub struct Recorder {
@@ -111,9 +137,14 @@ impl Recorder {
                 ),
             }
         }
-        report
+        let position = |id: &String| messages.iter().position(|m| m.id == id);
+        let mut failed: Vec<_> = report
             .failed
-            .sort_by_key(|id| messages.iter().position(|m| m.id == id));
+            .drain(..)
+            .zip(report.failures.drain(..))
+            .collect();
+        failed.sort_by_key(|(id, _)| position(id));
+        (report.failed, report.failures) = failed.into_iter().unzip();
         report
     }
 }
@@ -219,8 +250,11 @@ fn succeed(report: &mut BatchReport, message: Message, record: &Record, fresh: b
 }
 
 fn fail(report: &mut BatchReport, message: Message, event_id: Option<&str>, e: &MessageError) {
-    error!(message_id = message.id, event_id, error = %e, "failed");
     report.failed.push(message.id.to_owned());
+    report.failures.push(FailedMessage {
+        event_id: event_id.map(str::to_owned),
+        error: e.to_string(),
+    });
 }
 
 /// The `eventId` of an event that failed a check, if it is a string fit for

@@ -10,7 +10,7 @@ use tracing::error;
 use crate::config::Config;
 use crate::database::{Failure, KeptConnection};
 use crate::metrics::{self, Invocation, Metrics};
-use crate::recorder::{BatchReport, Message, Recorder};
+use crate::recorder::{BatchReport, FailedMessage, Message, Recorder};
 use crate::start::{self, Aws, StartError};
 
 pub use crate::config::VARIABLES;
@@ -121,7 +121,10 @@ impl Function {
             })
             .await;
         match recorded {
-            Ok(report) | Err(Failure::Work(report)) => report,
+            Ok(report) | Err(Failure::Work(report)) => {
+                report.log_failures();
+                report
+            }
             Err(Failure::Connect(_)) => {
                 error!(
                     count = messages.len(),
@@ -136,13 +139,19 @@ impl Function {
 /// Every message failed for one `reason`, each with its own line (an
 /// operator looks a message up by its ID).
 fn all_failed(messages: &[Message], reason: &str) -> BatchReport {
-    for message in messages {
-        error!(message_id = message.id, error = reason, "failed");
-    }
-    BatchReport {
+    let report = BatchReport {
         failed: messages.iter().map(|m| m.id.to_owned()).collect(),
+        failures: messages
+            .iter()
+            .map(|_| FailedMessage {
+                event_id: None,
+                error: reason.to_owned(),
+            })
+            .collect(),
         ..BatchReport::default()
-    }
+    };
+    report.log_failures();
+    report
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -16,6 +16,7 @@ fn recorder() -> Recorder {
 fn report(failed: &[&str], stored: usize, duplicates: usize) -> BatchReport {
     BatchReport {
         failed: failed.iter().map(|s| s.to_string()).collect(),
+        failures: Vec::new(),
         stored,
         duplicates,
         transactions: 0,
@@ -26,6 +27,10 @@ async fn record(db: &TestDb, batch: &Batch) -> BatchReport {
     let mut store = db.store().await;
     let mut r = recorder().record_batch(&mut store, &batch.messages()).await;
     r.transactions = 0;
+    // A reason per failed message; the reasons themselves are checked where
+    // they matter.
+    assert_eq!(r.failures.len(), r.failed.len(), "{r:?}");
+    r.failures.clear();
     r
 }
 
