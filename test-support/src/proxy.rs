@@ -3,14 +3,15 @@
 //! for the process under test, whatever server the harness chose), or
 //! forget its open flows as a NAT does while a Lambda instance is frozen,
 //! or send new connections to another server (a failover: the endpoint's
-//! DNS name moved, open flows still reach the old server).
+//! DNS name moved, open flows still reach the old server), or hold every
+//! chunk it forwards for a while (a slow network).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -20,6 +21,7 @@ pub struct Proxy {
     generation: Arc<watch::Sender<u64>>,
     hole: Arc<watch::Sender<bool>>,
     upstream: Arc<watch::Sender<(String, u16)>>,
+    delay: Arc<watch::Sender<Duration>>,
 }
 
 enum Ended {
@@ -41,6 +43,8 @@ impl Proxy {
         let holes = hole.clone();
         let upstream = Arc::new(watch::Sender::new(upstream));
         let target = upstream.clone();
+        let delay = Arc::new(watch::Sender::new(Duration::ZERO));
+        let delays = delay.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if !*state.borrow() {
@@ -60,13 +64,14 @@ impl Proxy {
                 let mut stalled = holes.subscribe();
                 let born = *forget.borrow();
                 let upstream = target.borrow().clone();
+                let delay = delays.subscribe();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(upstream).await else {
                         return;
                     };
                     let mut client = client;
                     let ended = tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => Ended::Closed,
+                        _ = forward(&mut client, &mut server, &delay) => Ended::Closed,
                         _ = down.wait_for(|up| !*up) => Ended::Cut,
                         _ = forget.wait_for(|g| *g != born) => Ended::Forgotten,
                         _ = stalled.wait_for(|h| *h) => Ended::Stalled,
@@ -94,7 +99,14 @@ impl Proxy {
             generation,
             hole,
             upstream,
+            delay,
         }
+    }
+
+    /// Holds every chunk read from either side for `delay` before passing
+    /// it on, on open and new connections alike; zero forwards at once.
+    pub fn delay(&self, delay: Duration) {
+        self.delay.send_replace(delay);
     }
 
     /// New connections go to `upstream` from now on; open ones stay where
@@ -131,4 +143,41 @@ impl Proxy {
     pub fn forget_flows(&self) {
         self.generation.send_modify(|g| *g += 1);
     }
+}
+
+/// Both directions until each has ended, each chunk held for the delay in
+/// force when it arrived.
+async fn forward(
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+    delay: &watch::Receiver<Duration>,
+) {
+    let (client_read, client_write) = client.split();
+    let (server_read, server_write) = server.split();
+    tokio::join!(
+        pump(client_read, server_write, delay.clone()),
+        pump(server_read, client_write, delay.clone()),
+    );
+}
+
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    delay: watch::Receiver<Duration>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let hold = *delay.borrow();
+        if !hold.is_zero() {
+            tokio::time::sleep(hold).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }

@@ -2,7 +2,8 @@
 //! (failed, or stopped by a signal), test databases on a server given by URL
 //! are dropped, first-use installs are safe when processes race, and a
 //! fetch that fails or brings the wrong bytes fails the tests with every way
-//! to provide PostgreSQL; and the order in which a server is chosen.
+//! to provide PostgreSQL; the order in which a server is chosen; and the
+//! proxy's delay.
 //!
 //! The other cases run this test binary again as a child on one of the
 //! ignored `child_*` tests below, and look at what is left once it has exited.
@@ -453,4 +454,27 @@ fn source_order() {
     for source in [Source::Url, Source::Docker, Source::Local, Source::Fetched] {
         assert_eq!(choose(Some(source.name()), false, false, false), Ok(source));
     }
+}
+
+/// The proxy's delay holds each chunk, on a connection opened before it was
+/// set too, and forwards at once again when set back to zero.
+#[tokio::test]
+async fn the_proxy_delays_every_chunk_until_set_back() {
+    let db = TestDb::new().await;
+    let (proxy, via) = db.behind_proxy().await;
+    let config: tokio_postgres::Config = via.parse().unwrap();
+    let client = connect(&config).await;
+    let round_trip = async || {
+        let sent = std::time::Instant::now();
+        client.simple_query("").await.unwrap();
+        sent.elapsed()
+    };
+    round_trip().await;
+    proxy.delay(Duration::from_millis(150));
+    // One chunk each way: at least twice the delay.
+    let slow = round_trip().await;
+    proxy.delay(Duration::ZERO);
+    let fast = round_trip().await;
+    assert!(slow >= Duration::from_millis(300), "{slow:?}");
+    assert!(fast < Duration::from_millis(150), "{fast:?}");
 }
