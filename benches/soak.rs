@@ -55,7 +55,7 @@ use event_recorder_test_support::function::Function;
 use event_recorder_test_support::local::{LocalServer, Options, PASSWORD};
 use event_recorder_test_support::proxy::Proxy;
 use event_recorder_test_support::runtime_api::{Outcome, RuntimeApi};
-use event_recorder_test_support::{connect, server};
+use event_recorder_test_support::{connect, server, set_read_only};
 use serde_json::Value;
 use tokio_postgres::Config;
 
@@ -705,34 +705,6 @@ const TABLES: [&str; 3] = [
     "billing.billing_events",
     "billing.fraud_events",
 ];
-
-/// As failover.rs does it: for every session, at its next transaction.
-async fn set_read_only(server: &Config, on: bool) {
-    let sql = match on {
-        true => "ALTER SYSTEM SET default_transaction_read_only = on",
-        false => "ALTER SYSTEM RESET default_transaction_read_only",
-    };
-    let admin = connect(server).await;
-    admin.batch_execute(sql).await.unwrap();
-    admin
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
-    let want = if on { "on" } else { "off" };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let row = connect(server)
-            .await
-            .query_one("SHOW default_transaction_read_only", &[])
-            .await
-            .unwrap();
-        if row.get::<_, String>(0) == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the server never turned {want}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// One server's rows for an event, as the checks compare them.
 #[derive(Default, Clone)]

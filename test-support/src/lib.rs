@@ -175,3 +175,39 @@ pub async fn connect(config: &Config) -> Client {
     });
     client
 }
+
+/// Turns a server read-only for every session, open ones at their next
+/// transaction (or back, with `on` false), as a failover demotes a writer,
+/// and waits until new sessions see it.
+pub async fn set_read_only(server: &Config, on: bool) {
+    let sql = match on {
+        true => "ALTER SYSTEM SET default_transaction_read_only = on",
+        false => "ALTER SYSTEM RESET default_transaction_read_only",
+    };
+    let admin = connect(server).await;
+    // Separate statements: ALTER SYSTEM runs outside a transaction block.
+    admin.batch_execute(sql).await.unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    // The postmaster signals the sessions once it has read the file; a new
+    // session sees the value from then on.
+    let want = if on { "on" } else { "off" };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let row = connect(server)
+            .await
+            .query_one("SHOW default_transaction_read_only", &[])
+            .await
+            .unwrap();
+        if row.get::<_, String>(0) == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never turned {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

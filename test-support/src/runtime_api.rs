@@ -37,6 +37,18 @@ impl Outcome {
             Outcome::Error(e) => panic!("function error: {e}"),
         }
     }
+
+    /// The message IDs of an SQS partial batch response; panics on a
+    /// function error or another body.
+    pub fn failures(self) -> Vec<String> {
+        let body = self.body();
+        body["batchItemFailures"]
+            .as_array()
+            .unwrap_or_else(|| panic!("not a batch response: {body}"))
+            .iter()
+            .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+            .collect()
+    }
 }
 
 struct Invocation {

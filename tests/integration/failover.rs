@@ -5,7 +5,7 @@
 //! connection an instance kept still reaches the old one.
 
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use event_recorder::database::{Database, Failure, KeptConnection, Password, Settings};
 use event_recorder::functions::fraud_csv::{self, tags::UploadTags};
@@ -19,7 +19,7 @@ use crate::support::function::Function;
 use crate::support::local::{LocalServer, Options};
 use crate::support::proxy::Proxy;
 use crate::support::runtime_api::{Outcome, RuntimeApi};
-use crate::support::{connect, server};
+use crate::support::{connect, server, set_read_only};
 
 /// The old writer, the new one, and the endpoint (a proxy) in front.
 struct Failover {
@@ -66,37 +66,6 @@ impl Failover {
     }
 }
 
-/// Turns a server read-only for every session (or back), and waits until
-/// it is.
-async fn set_read_only(server: &Config, on: bool) {
-    let sql = match on {
-        true => "ALTER SYSTEM SET default_transaction_read_only = on",
-        false => "ALTER SYSTEM RESET default_transaction_read_only",
-    };
-    let admin = connect(server).await;
-    admin.batch_execute(sql).await.unwrap();
-    admin
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
-    // The postmaster signals the sessions once it has read the file; a new
-    // session sees the value from then on.
-    let want = if on { "on" } else { "off" };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let row = connect(server)
-            .await
-            .query_one("SHOW default_transaction_read_only", &[])
-            .await
-            .unwrap();
-        if row.get::<_, String>(0) == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the server never turned {want}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn count(server: &Config, table: &str) -> i64 {
     connect(server)
         .await
@@ -126,16 +95,7 @@ fn batch(round: &str, n: usize) -> Value {
 
 /// The IDs in a partial batch response; panics on a function error.
 fn failures(outcome: Outcome) -> Vec<String> {
-    let body = match outcome {
-        Outcome::Response(body) => body,
-        Outcome::Error(error) => panic!("function error: {error}"),
-    };
-    body["batchItemFailures"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not a batch response: {body}"))
-        .iter()
-        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
-        .collect()
+    outcome.failures()
 }
 
 /// The summary line's reconnect counts of every invocation so far.

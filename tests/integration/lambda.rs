@@ -19,16 +19,7 @@ fn env(db: &str) -> Vec<(&'static str, String)> {
 
 /// The IDs in a partial batch response; panics on a function error.
 fn failures(outcome: Outcome) -> Vec<String> {
-    let body = match outcome {
-        Outcome::Response(body) => body,
-        Outcome::Error(error) => panic!("function error: {error}"),
-    };
-    body["batchItemFailures"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not a batch response: {body}"))
-        .iter()
-        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
-        .collect()
+    outcome.failures()
 }
 
 #[tokio::test]
