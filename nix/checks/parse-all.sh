@@ -29,15 +29,8 @@ log "$(nix --version)"
 
 tmp=$(mktemp -d /tmp/nix-parse-all-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-snapshot() {
-    mkdir -p "$1"
-    if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-        (cd "$repo" && git ls-files -z -co --exclude-standard |
-            tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$1"
-    else    # not a git checkout: everything but build outputs
-        tar -C "$repo" --exclude=./target --exclude=./out -cf - . | tar -xf - -C "$1"
-    fi
-}
+# shellcheck source=snapshot.sh
+. "$here/snapshot.sh"
 tree=$tmp/tree
 snapshot "$tree"
 

@@ -23,14 +23,8 @@ repo=$(cd "$here/../.." && pwd -P)
 # shellcheck source=crane-src.sh
 . "$here/crane-src.sh"
 
-snapshot() { # copy the working tree (tracked + untracked, not ignored) of $repo to $1
-    if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-        (cd "$repo" && git ls-files -z -co --exclude-standard |
-            tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$1"
-    else
-        tar -C "$repo" --exclude=./target --exclude=./out -cf - . | tar -xf - -C "$1"
-    fi
-}
+# shellcheck source=snapshot.sh
+. "$here/snapshot.sh"
 
 if [ "${1:-}" = "--self-test" ]; then
     tmp=$(mktemp -d /tmp/pins-agree-self-test-XXXXXX)
