@@ -15,6 +15,7 @@
 
   outputs =
     {
+      self,
       nixpkgs,
       crane,
       rust-overlay,
@@ -38,6 +39,9 @@
             crane
             rust-overlay
             ;
+          # for the zip's provenance: the commit, and whether the tree was clean
+          sourceRev = self.rev or self.dirtyRev or null;
+          sourceClean = self ? rev;
         }
       );
       pick = name: builtins.mapAttrs (_: outputs: outputs.${name}) perSystem;

@@ -11,12 +11,18 @@ Offences (each is named, exit status 1 if any):
   * a GLIBC_x.y version need (.gnu.version_r) above the floor
   * a build-machine path in the file: each --forbid PATH, plus $HOME, $CARGO_HOME,
     $CARGO_TARGET_DIR when set, and /nix/store always
+  * with --dep-list FILE: no `.dep-v0` section (cargo-auditable's dependency list), a
+    list that is not the JSON cargo-auditable writes, or a forbidden path or any other
+    absolute path in it; the inflated list is written to FILE. --inflate PROG names a
+    program that inflates zlib from stdin to stdout (the recipe passes its own, so the
+    host Python's zlib is not needed); without it Python's zlib is used.
 """
 import argparse
 import json
 import os
 import re
 import struct
+import subprocess
 import sys
 
 PINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pins.json")
@@ -50,8 +56,8 @@ def parse_elf(data):
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         raise ValueError("not a little-endian ELF64 file")
     (e_type, e_machine, _, _, e_phoff, e_shoff, _, _, e_phentsize, e_phnum,
-     e_shentsize, e_shnum, _) = struct.unpack_from("<HHIQQQIHHHHHH", data, 16)
-    out = {"machine": e_machine, "interp": None, "needed": [], "versions": {}}
+     e_shentsize, e_shnum, e_shstrndx) = struct.unpack_from("<HHIQQQIHHHHHH", data, 16)
+    out = {"machine": e_machine, "interp": None, "needed": [], "versions": {}, "sections": {}}
     for i in range(e_phnum):
         p_type, _, p_offset, _, _, p_filesz, _, _ = struct.unpack_from(
             "<IIQQQQQQ", data, e_phoff + i * e_phentsize)
@@ -62,6 +68,10 @@ def parse_elf(data):
 
     def sbytes(s):  # section contents
         return data[s[4]:s[4] + s[5]]
+
+    if e_shstrndx < len(secs):
+        names = sbytes(secs[e_shstrndx])
+        out["sections"] = {cstr(names, s[0]): sbytes(s) for s in secs}
 
     verneed_idx = {}  # vna_other -> version name
     for s in secs:
@@ -107,7 +117,7 @@ def parse_elf(data):
     return out
 
 
-def audit(path, floor, forbid, arch="x86_64"):
+def audit(path, floor, forbid, arch="x86_64", deps=False, inflate=None):
     want = arch_pins(arch)
     data = open(path, "rb").read()
     info = parse_elf(data)
@@ -131,6 +141,10 @@ def audit(path, floor, forbid, arch="x86_64"):
         hits = len(re.findall(re.escape(p.encode()) + rb"(?=/|\x00|\"|$)", data))
         if hits:
             offences.append(f"build-machine path {p} occurs {hits}x in the binary")
+    dlist = None
+    if deps:
+        dlist, more = dep_list(info, forbid, inflate)
+        offences += more
     hi = max(glibc, key=lambda v: vkey(v[6:]), default=None)
     strong = [v for v, d in glibc.items() if d["syms"] > d["weak_syms"]]
     hi_strong = max(strong, key=lambda v: vkey(v[6:]), default=None)
@@ -141,7 +155,38 @@ def audit(path, floor, forbid, arch="x86_64"):
         "weak_only_versions": sorted((v for v in glibc if v not in strong), key=lambda v: vkey(v[6:])),
         "offences": offences,
     }
+    if dlist:
+        summary["dep_v0"] = {"bytes": dlist["bytes"], "packages": dlist["packages"]}
+        summary["_dep_list"] = dlist["list"]
     return summary
+
+
+def dep_list(info, forbid, inflate):
+    """cargo-auditable's list, inflated and checked; returns (list or None, offences)."""
+    raw = info["sections"].get(".dep-v0")
+    if not raw:
+        return None, ["no .dep-v0 section: the dependency list is missing (not built by cargo-auditable?)"]
+    if inflate:
+        r = subprocess.run(inflate, input=raw, capture_output=True, shell=True)
+        if r.returncode:
+            return None, [f".dep-v0 does not inflate: {r.stderr.decode(errors='replace').strip()}"]
+        text = r.stdout
+    else:
+        import zlib
+        text = zlib.decompress(raw)
+    try:
+        deps = json.loads(text)
+        names = [(p["name"], p["version"]) for p in deps["packages"]]
+    except (ValueError, KeyError, TypeError) as e:
+        return None, [f".dep-v0 is not cargo-auditable's JSON: {e}"]
+    offences = []
+    for p in sorted(set(forbid)):
+        if len(p.rstrip("/")) >= 2 and p.rstrip("/").encode() in text:
+            offences.append(f".dep-v0 names the build-machine path {p.rstrip('/')}")
+    # the list holds names, versions, sources and edges: any absolute path is a leak
+    for m in sorted(set(re.findall(rb'"(/[^"]*)"', text)))[:3]:
+        offences.append(f".dep-v0 holds the path {m.decode(errors='replace')}")
+    return {"bytes": len(raw), "packages": len(names), "list": deps}, offences
 
 
 def report(s):
@@ -150,6 +195,8 @@ def report(s):
     print(f"  NEEDED: {', '.join(s['needed'])}")
     print(f"  highest GLIBC version: {s['highest_glibc']} (non-weak: {s['highest_glibc_non_weak']};"
           f" only weak symbols: {', '.join(s['weak_only_versions']) or 'none'}); floor {s['glibc_floor']}")
+    if "dep_v0" in s:
+        print(f"  .dep-v0: {s['dep_v0']['packages']} packages in {s['dep_v0']['bytes']} bytes")
     for o in s["offences"]:
         print(f"  OFFENCE: {o}")
     print("  result:", "FAIL" if s["offences"] else "pass")
@@ -170,7 +217,9 @@ def self_test():
     assert not any("floor" in o for o in ok["offences"]), "floor == highest must pass"
     arm = "\n".join(audit(ls, s["highest_glibc"][6:], [], "arm64")["offences"])
     assert "ELF machine 62 is not arm64" in arm and "ld-linux-aarch64" in arm, arm
-    print("self-test: ok (/bin/ls rejected at floor 2.26 as expected)")
+    nodeps = "\n".join(audit(ls, s["highest_glibc"][6:], [], deps=True)["offences"])
+    assert "no .dep-v0 section" in nodeps, nodeps
+    print("self-test: ok (/bin/ls rejected at floor 2.26, as arm64 and for its missing .dep-v0, as expected)")
 
 
 def main():
@@ -180,6 +229,8 @@ def main():
     ap.add_argument("--arch", default="x86_64")
     ap.add_argument("--forbid", action="append", default=[])
     ap.add_argument("--json", help="write the summary here")
+    ap.add_argument("--dep-list", help="require .dep-v0; write the inflated list here")
+    ap.add_argument("--inflate", help="a shell command inflating zlib from stdin to stdout")
     ap.add_argument("--self-test", action="store_true")
     a = ap.parse_args()
     if a.self_test:
@@ -188,8 +239,12 @@ def main():
         ap.error("BINARY required")
     forbid = a.forbid + ["/nix/store"] + [os.environ[k] for k in ("HOME", "CARGO_HOME", "CARGO_TARGET_DIR")
                                           if os.environ.get(k)]
-    s = audit(a.binary, a.floor, forbid, a.arch)
+    s = audit(a.binary, a.floor, forbid, a.arch, deps=bool(a.dep_list), inflate=a.inflate)
     report(s)
+    listed = s.pop("_dep_list", None)
+    if a.dep_list and listed is not None:
+        with open(a.dep_list, "w") as f:
+            json.dump(listed, f, indent=1, sort_keys=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(s, f, indent=2)

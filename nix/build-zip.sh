@@ -2,8 +2,13 @@
 # THE recipe: source -> byte-identical, Amazon-Linux-compatible Lambda zip.
 #   nix/build-zip.sh [--arch x86_64|arm64] [--glibc 2.26|2.34] [--out DIR]
 # (defaults: x86_64, glibc 2.26, <checkout>/out). The zip's name says its architecture.
-# Needs cargo/rustc (rust-toolchain.toml's channel), python3, and zig + cargo-zigbuild at
-# the versions in nix/pins.json; when those two are missing/wrong and
+# Writes the zip, its .sha256, NAME.cdx.json (CycloneDX SBOM), NAME.intoto.json (SLSA
+# provenance) and manifest.json. The provenance names the source commit: from
+# EVENT_RECORDER_SOURCE_COMMIT (+ EVENT_RECORDER_SOURCE_CLEAN=true|false) if set, else
+# from git when the checkout is a git work tree, else "unknown"; and the builder:
+# EVENT_RECORDER_BUILDER=nix|non-nix (default non-nix).
+# Needs cargo/rustc (rust-toolchain.toml's channel), python3, and zig, cargo-zigbuild and
+# cargo-auditable at the versions in nix/pins.json; when those are missing/wrong and
 # EVENT_RECORDER_NO_FETCH is unset, nix/fetch-tools.sh fetches them (sha256-verified).
 # Nix-friendly: no network when the tools are on PATH and deps are vendored/offline
 # (CARGO_NET_OFFLINE=true or EVENT_RECORDER_OFFLINE=1 adds --offline); honours CARGO_HOME
@@ -40,12 +45,21 @@ target=$(pin "architectures.$arch.target")
 zig_target=$(pin "architectures.$arch.zig_target")
 zig_ver=$(pin zig.version)
 czb_ver=$(pin cargo_zigbuild.version)
+aud_ver=$(pin cargo_auditable.version)
 
 # --- tools: use what is on PATH if it matches the pins, else fetch (unless forbidden)
+# cargo-auditable has no --version: its installers (fetch-tools.sh, nix/crate-tool.nix)
+# record the version they built in share/cargo-auditable/version beside bin/.
+auditable_version() {
+    local d
+    d=$(dirname "$(command -v cargo-auditable)")
+    cat "$d/../share/cargo-auditable/version" 2>/dev/null || echo "unknown (no $d/../share/cargo-auditable/version)"
+}
 tools_ok() {
-    command -v zig >/dev/null && command -v cargo-zigbuild >/dev/null &&
+    command -v zig >/dev/null && command -v cargo-zigbuild >/dev/null && command -v cargo-auditable >/dev/null &&
     [ "$(zig version)" = "$zig_ver" ] &&
-    [ "$(cargo-zigbuild --version)" = "cargo-zigbuild $czb_ver" ]
+    [ "$(cargo-zigbuild --version)" = "cargo-zigbuild $czb_ver" ] &&
+    [ "$(auditable_version)" = "$aud_ver" ]
 }
 if ! tools_ok && [ -z "${EVENT_RECORDER_NO_FETCH:-}" ]; then
     PATH=$("$here/fetch-tools.sh" | paste -sd: -):$PATH
@@ -55,6 +69,9 @@ command -v cargo-zigbuild >/dev/null || die "cargo-zigbuild not on PATH (EVENT_R
 [ "$(zig version)" = "$zig_ver" ] || die "zig version mismatch: $(command -v zig) is $(zig version), pins.json wants $zig_ver"
 [ "$(cargo-zigbuild --version)" = "cargo-zigbuild $czb_ver" ] ||
     die "cargo-zigbuild version mismatch: '$(cargo-zigbuild --version)', pins.json wants $czb_ver"
+command -v cargo-auditable >/dev/null || die "cargo-auditable not on PATH (EVENT_RECORDER_NO_FETCH is set)"
+[ "$(auditable_version)" = "$aud_ver" ] ||
+    die "cargo-auditable version mismatch: $(auditable_version), pins.json wants $aud_ver"
 
 # cargo-zigbuild looks for `python3 -m ziglang` before `zig` on PATH, once per process,
 # and each C compile of OpenSSL is a new process. Naming the checked zig makes that zig
@@ -117,9 +134,13 @@ export EVENT_RECORDER_ENGINESDIR=$(pin openssl.enginesdir) EVENT_RECORDER_MODULE
 
 offline=()
 [ -n "${EVENT_RECORDER_OFFLINE:-}" ] && offline=(--offline)
-log "cargo zigbuild --target $target.$glibc (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH, target dir $CARGO_TARGET_DIR)"
-cargo zigbuild --release --locked ${offline[@]+"${offline[@]}"} -p event-recorder --bin bootstrap \
-    --features vendored-openssl --target "$target.$glibc"
+features=vendored-openssl
+# cargo-auditable, named explicitly, runs `cargo zigbuild ...` with itself as the rustc
+# wrapper of the workspace crates: linking bootstrap, it adds the section .dep-v0, the
+# dependency list (from `cargo metadata` for this target and these features; no paths).
+log "cargo auditable zigbuild --target $target.$glibc (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH, target dir $CARGO_TARGET_DIR)"
+"$(command -v cargo-auditable)" auditable zigbuild --release --locked ${offline[@]+"${offline[@]}"} \
+    -p event-recorder --bin bootstrap --features "$features" --target "$target.$glibc"
 bin=$CARGO_TARGET_DIR/$target/release/bootstrap
 # The zip writer (nix/zip-writer), for this host, by the same toolchain and Cargo.lock:
 # its deflate is pure Rust, so the zip's bytes do not depend on the host's zlib.
@@ -136,11 +157,26 @@ install -m 0755 "$bin" "$stage/bootstrap"
 python3 "$here/audit.py" --arch "$arch" --floor "$glibc" --json "$stage/audit.json" \
     --forbid "$src" --forbid "$CARGO_HOME" --forbid "$CARGO_TARGET_DIR" --forbid "${HOME:-/}" \
     --forbid "$sysroot" --forbid "$(dirname "$(command -v zig)")" \
-    --forbid "$(dirname "$(command -v cargo-zigbuild)")" "$stage/bootstrap" ||
+    --forbid "$(dirname "$(command -v cargo-zigbuild)")" --forbid "$(dirname "$(command -v cargo-auditable)")" \
+    --dep-list "$stage/dep-v0.json" --inflate "'$zipper' --inflate-zlib" "$stage/bootstrap" ||
     die "audit gate failed: no zip written"
 zipname=$(pin "architectures.$arch.zip_name")
 level=$(pin zip.deflate_level)
 "$zipper" "$stage/bootstrap" "$stage/$zipname" "$(pin zip.entry)" --level "$level" >/dev/null
+
+# --- SBOM: the crates linked into bootstrap (cargo's resolver for this target and these
+# features), checked against the .dep-v0 list the audit gate just read out of it
+stem=${zipname%.zip}
+cargo metadata --format-version 1 --locked ${offline[@]+"${offline[@]}"} \
+    --filter-platform "$target" --features "$features" >"$stage/metadata.json"
+cargo tree --locked ${offline[@]+"${offline[@]}"} -p event-recorder -e normal,no-proc-macro \
+    --target "$target" --features "$features" --prefix none -f '{p}' >"$stage/tree.txt"
+ossl_ver=$(awk '/^name = "openssl-src"$/ { getline; gsub(/"/, "", $3); sub(/.*\+/, "", $3); print $3 }' Cargo.lock)
+python3 "$here/sbom.py" --metadata "$stage/metadata.json" --tree "$stage/tree.txt" --lock Cargo.lock \
+    --dep-list "$stage/dep-v0.json" --bootstrap "$stage/bootstrap" --target "$target" \
+    --openssl-version "$ossl_ver" --tool "rustc=$rustc_v" --tool "cargo=$cargo_v" --tool "zig=$zig_ver" \
+    --tool "cargo-zigbuild=$czb_ver" --tool "cargo-auditable=$aud_ver" --out "$stage/$stem.cdx.json" >&2 ||
+    die "SBOM check failed: no zip written"
 # The manifest records only what the pins decide (rust-toolchain.toml, pins.json,
 # Cargo.lock) and what was built: no host paths, names, times or library versions.
 python3 - "$stage" "$zipname" <<EOF
@@ -152,6 +188,7 @@ lock = open("Cargo.lock").read()
 locked = lambda name: re.search(r'name = "%s"\nversion = "([^"]+)"' % name, lock).group(1)
 ossl = locked("openssl-src")
 audit = json.load(open(f"{stage}/audit.json"))
+rustsec = json.load(open("nix/advisories/rustsec-advisory-db.json"))
 # sha256sum's format, written here so the recipe needs no GNU coreutils (macOS hosts)
 open(f"{stage}/{zipname}.sha256", "w").write(f"{sha(f'{stage}/{zipname}')}  {zipname}\n")
 json.dump({
@@ -166,13 +203,33 @@ json.dump({
     "openssl": {"version": ossl.split("+")[-1], "openssl_src_crate": ossl,
                 "openssldir": "$OPENSSL_CONFIG_DIR", "linkage": "static (vendored)"},
     "cargo_lock_sha256": sha("Cargo.lock"),
+    "sbom": {"file": "$stem.cdx.json", "sha256": sha(f"{stage}/$stem.cdx.json"), "format": "CycloneDX 1.5",
+             "components": len(json.load(open(f"{stage}/$stem.cdx.json"))["components"])},
+    "dependency_list": {"section": ".dep-v0", "packages": audit["dep_v0"]["packages"],
+                        "bytes": audit["dep_v0"]["bytes"]},
+    # the advisory data the supply-chain gate (nix/checks/supply-chain.sh) judged this tree by
+    "advisories": {"rustsec": {k: rustsec[k] for k in ("commit", "date")}},
     "source_date_epoch": int("$SOURCE_DATE_EPOCH"),
     "toolchain": {"rustc": "$rustc_v", "cargo": "$cargo_v", "zig": "$zig_ver",
-                  "cargo-zigbuild": "$czb_ver"},
+                  "cargo-zigbuild": "$czb_ver", "cargo-auditable": "$aud_ver"},
     "zip_writer": {"crate": "event-recorder-zip", "deflate": "miniz_oxide " + locked("miniz_oxide"),
                    "level": $level},
 }, open(f"{stage}/manifest.json", "w"), indent=2)
 EOF
-for f in "$zipname" "$zipname.sha256" manifest.json; do mv -f "$stage/$f" "$out/$f"; done
+# --- provenance: which commit, pins and builder made this zip
+if [ -n "${EVENT_RECORDER_SOURCE_COMMIT:-}" ]; then
+    commit=$EVENT_RECORDER_SOURCE_COMMIT clean=${EVENT_RECORDER_SOURCE_CLEAN:-unknown}
+elif command -v git >/dev/null && [ "$(git -C "$src" rev-parse --show-toplevel 2>/dev/null)" = "$src" ]; then
+    commit=$(git -C "$src" rev-parse HEAD)
+    if [ -z "$(git -C "$src" status --porcelain)" ]; then clean=true; else clean=false; fi
+else
+    commit=unknown clean=unknown
+fi
+python3 "$here/provenance.py" --zip "$stage/$zipname" --manifest "$stage/manifest.json" \
+    --sbom "$stage/$stem.cdx.json" --src "$src" --source-commit "$commit" --source-clean "$clean" \
+    --builder "${EVENT_RECORDER_BUILDER:-non-nix}" --out "$stage/$stem.intoto.json"
+for f in "$zipname" "$zipname.sha256" "$stem.cdx.json" "$stem.intoto.json" manifest.json; do
+    mv -f "$stage/$f" "$out/$f"
+done
 log "wrote $out/$zipname"
 cat "$out/$zipname.sha256"

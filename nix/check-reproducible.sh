@@ -8,7 +8,9 @@
 #   If the tools cache / Rust toolchain are not readable by nobody (e.g. under /root,
 #   mode 0700), B gets private copies of them: another variation, not a shortcut.
 #   B's Python cannot import zlib: the recipe must not need the host's deflate.
-# Both the zips and the manifest.json files must be byte-identical.
+# The zips, SBOMs, provenance statements and manifest.json files must be byte-identical.
+# Both builds are told this checkout's commit and whether its tree is clean (the copies
+# have no .git), as the provenance records them.
 # Both builds copy the working tree (tracked + untracked, not ignored), so it works
 # before commit. $W = ${EVENT_RECORDER_REPRO_DIR:-mktemp}; kept on failure (KEEP=1: always).
 # On mismatch: diffoscope if present, else a diff of `strings` of the two binaries.
@@ -33,6 +35,14 @@ else    # not a git checkout (e.g. unpacked tarball): everything but build outpu
 fi
 cp -a "$W/a/src" "$W/b/second-checkout/event-recorder"
 
+# the source as the provenance states it, from this checkout (the copies have no .git)
+if [ -z "${EVENT_RECORDER_SOURCE_COMMIT:-}" ] && git -C "$src" rev-parse HEAD >/dev/null 2>&1; then
+    EVENT_RECORDER_SOURCE_COMMIT=$(git -C "$src" rev-parse HEAD)
+    if [ -z "$(git -C "$src" status --porcelain)" ]; then EVENT_RECORDER_SOURCE_CLEAN=true; else EVENT_RECORDER_SOURCE_CLEAN=false; fi
+fi
+export EVENT_RECORDER_SOURCE_COMMIT=${EVENT_RECORDER_SOURCE_COMMIT:-unknown}
+export EVENT_RECORDER_SOURCE_CLEAN=${EVENT_RECORDER_SOURCE_CLEAN:-unknown}
+
 # tools for both: fetch once (fast when cached)
 tooldirs=$("$here/fetch-tools.sh" | paste -sd: -)
 sysroot=$(cd "$src" && rustc --print sysroot)
@@ -50,12 +60,18 @@ if [ "$(id -u)" = 0 ]; then
     user=nobody group=$(id -gn nobody)
     runas=(setpriv --reuid="$user" --regid="$group" --clear-groups --inh-caps=-all)
     readable() { "${runas[@]}" test -r "$1" -a -x "$1"; }
-    if ! readable "${tooldirs%%:*}/zig" || ! readable "${tooldirs##*:}/cargo-zigbuild"; then
+    unreadable=
+    IFS=: read -ra tdirs <<<"$tooldirs"
+    for d in "${tdirs[@]}"; do readable "$d" || unreadable=1; done
+    if [ -n "$unreadable" ]; then
         log "tools not readable by $user: copying them for build B"
         mkdir -p "$W/b/tools"
-        cp -a "$(dirname "${tooldirs%%:*}")" "$(dirname "${tooldirs##*:}")" "$W/b/tools/"
-        bpath="$W/b/tools/$(basename "$(dirname "${tooldirs%%:*}")")/ziglang:$W/b/tools/$(basename "$(dirname "${tooldirs##*:}")")/bin"
-        bpath="$bpath:$sysroot/bin:/usr/local/bin:/usr/bin:/bin"
+        bpath=
+        for d in "${tdirs[@]}"; do   # each is <tool dir>/<ziglang|bin>
+            cp -a "$(dirname "$d")" "$W/b/tools/"
+            bpath=$bpath$W/b/tools/$(basename "$(dirname "$d")")/$(basename "$d"):
+        done
+        bpath="$bpath$sysroot/bin:/usr/local/bin:/usr/bin:/bin"
     fi
     if ! readable "$sysroot/bin/rustc"; then
         # rustup's home is private: give B a copy of the toolchain's compiler parts
@@ -84,6 +100,7 @@ start=$(date +%s)
 env -i HOME="$W/b/home" PATH="$bpath" TZ=Pacific/Kiritimati LANG=de_DE.UTF-8 \
     PYTHONPATH="$W/b/python-no-zlib" \
     CARGO_HOME="$W/b/cargo-home" CARGO_TARGET_DIR="$W/b/target-two" \
+    EVENT_RECORDER_SOURCE_COMMIT="$EVENT_RECORDER_SOURCE_COMMIT" EVENT_RECORDER_SOURCE_CLEAN="$EVENT_RECORDER_SOURCE_CLEAN" \
     ${runas[@]+"${runas[@]}"} bash -c 'umask 077 && cd "$1" && shift && nix/build-zip.sh "$@"' _ \
     "$W/b/second-checkout/event-recorder" ${args[@]+"${args[@]}"} --out "$W/b/out"
 log "build B took $(( $(date +%s) - start ))s"
@@ -92,14 +109,21 @@ ha=$(cut -d' ' -f1 "$W"/a/out/*.zip.sha256)
 hb=$(cut -d' ' -f1 "$W"/b/out/*.zip.sha256)
 echo "A $ha  ($W/a/src)"
 echo "B $hb  ($W/b/second-checkout/event-recorder)"
-if [ "$ha" = "$hb" ] && cmp -s "$W/a/out/manifest.json" "$W/b/out/manifest.json"; then
-    echo "reproducible: identical zip sha256 and manifest.json"
+others=()   # everything beside the zip: SBOM, provenance, manifest
+for f in "$W"/a/out/*.cdx.json "$W"/a/out/*.intoto.json "$W"/a/out/manifest.json; do
+    f=${f##*/}
+    [ -f "$W/b/out/$f" ] || { echo "build B wrote no $f" >&2; exit 1; }
+    cmp -s "$W/a/out/$f" "$W/b/out/$f" || others+=("$f")
+done
+if [ "$ha" = "$hb" ] && [ ${#others[@]} -eq 0 ]; then
+    echo "reproducible: identical zip, SBOM, provenance and manifest.json"
+    (cd "$W/a/out" && for f in *; do printf '%s  %s\n' "$(sha256sum <"$f" | cut -d' ' -f1)" "$f"; done)
     [ -n "${KEEP:-}" ] || rm -rf "$W"
     exit 0
 fi
 echo "NOT reproducible (kept $W)" >&2
-diff "$W/a/out/manifest.json" "$W/b/out/manifest.json" >&2 || true
-[ "$ha" = "$hb" ] && exit 1   # only the manifests differ
+for f in ${others[@]+"${others[@]}"}; do diff "$W/a/out/$f" "$W/b/out/$f" >&2 || true; done
+[ "$ha" = "$hb" ] && exit 1   # only the files beside the zip differ
 mkdir -p "$W/diff/a" "$W/diff/b"
 (cd "$W/diff/a" && python3 -m zipfile -e "$W"/a/out/*.zip .)
 (cd "$W/diff/b" && python3 -m zipfile -e "$W"/b/out/*.zip .)

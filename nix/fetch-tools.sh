@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Obtain the pinned zig and cargo-zigbuild (non-Nix path) into a cache dir this
-# script owns, verifying sha256 against nix/pins.json. Idempotent: fast when cached.
-# stdout: the directories to prepend to PATH, one per line. Logs go to stderr.
+# Obtain the pinned zig, cargo-zigbuild and cargo-auditable (non-Nix path) into a cache
+# dir this script owns, verifying sha256 against nix/pins.json. Idempotent: fast when
+# cached. stdout: the directories to prepend to PATH, one per line. Logs go to stderr.
+#   nix/fetch-tools.sh              the zip recipe's tools
+#   nix/fetch-tools.sh --tool NAME  one pinned crate tool (e.g. cargo-deny, key cargo_deny)
 # Needs: bash, python3, cargo (rustup), curl or python3 for downloads, tar.
 set -euo pipefail
 
@@ -16,6 +18,13 @@ print(v)
 EOF
 }
 log() { echo "fetch-tools: $*" >&2; }
+only=
+case ${1:-} in
+    --tool) only=${2:?--tool NAME}; python3 -c 'import json,sys; sys.exit(sys.argv[2] not in json.load(open(sys.argv[1])))' "$pins" "${only//-/_}" ||
+        { log "no crate tool ${only//-/_} in $pins"; exit 1; } ;;
+    "") ;;
+    *) log "unknown argument $1"; exit 1 ;;
+esac
 
 tools=${EVENT_RECORDER_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/event-recorder-tools}
 mkdir -p "$tools"
@@ -86,22 +95,43 @@ fi
 got=$("$zig_dir/ziglang/zig" version)
 [ "$got" = "$zig_ver" ] || { log "zig in $zig_dir reports $got, pinned $zig_ver"; exit 1; }
 
-# --- cargo-zigbuild: build from the sha256-verified .crate with its own Cargo.lock
-czb_ver=$(pin cargo_zigbuild.version)
-czb_dir=$tools/cargo-zigbuild-$czb_ver
-if [ ! -x "$czb_dir/bin/cargo-zigbuild" ]; then
-    crate=$tools/cargo-zigbuild-$czb_ver.crate
-    download "$(pin cargo_zigbuild.crate_url)" "$crate" "$(pin cargo_zigbuild.crate_sha256)"
-    tmp=$(mktemp -d "$tools/.czb-XXXXXX")
-    tar -xzf "$crate" -C "$tmp"
-    log "building cargo-zigbuild $czb_ver (one-off, a few minutes)"
-    # cd away from any rust-toolchain.toml; private target dir; --locked = its Cargo.lock
-    (cd "$tmp" && cargo install --locked --path "$tmp/cargo-zigbuild-$czb_ver" \
-        --root "$tmp/root" --target-dir "$tmp/target" >&2)
-    chmod -R a+rX "$tmp/root"
-    publish "$tmp/root" "$czb_dir"
-    rm -rf "$tmp" "$crate"
-fi
+# --- crate tools (cargo-zigbuild, cargo-auditable, ...): each built once from its
+# sha256-verified .crate with the crate's own Cargo.lock. Prints the bin dir.
+# Each records the version it was built from in share/NAME/version (cargo-auditable
+# has no --version; build-zip.sh reads that file).
+crate_tool() {
+    local name=$1 key=${1//-/_} ver dir crate tmp
+    ver=$(pin "$key.version")
+    dir=$tools/$name-$ver
+    if [ ! -x "$dir/bin/$name" ]; then
+        crate=$tools/$name-$ver.crate
+        download "$(pin "$key.crate_url")" "$crate" "$(pin "$key.crate_sha256")"
+        tmp=$(mktemp -d "$tools/.crate-XXXXXX")
+        tar -xzf "$crate" -C "$tmp"
+        log "building $name $ver (one-off, a minute or a few)"
+        # cd away from any rust-toolchain.toml; private target dir; --locked = its Cargo.lock.
+        # Without the crates' fat LTO and single codegen unit: what these tools write does
+        # not depend on how they were optimised, and cargo-deny builds in half the time.
+        (cd "$tmp" && CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+            cargo install --locked --path "$tmp/$name-$ver" \
+            --root "$tmp/root" --target-dir "$tmp/target" >&2)
+        mkdir -p "$tmp/root/share/$name"
+        echo "$ver" >"$tmp/root/share/$name/version"
+        rm -f "$tmp/root/.crates.toml" "$tmp/root/.crates2.json"
+        chmod -R a+rX "$tmp/root"
+        publish "$tmp/root" "$dir"
+        rm -rf "$tmp" "$crate"
+    elif [ ! -f "$dir/share/$name/version" ]; then
+        # built by an earlier version of this script, into the directory named for $ver
+        mkdir -p "$dir/share/$name" && echo "$ver" >"$dir/share/$name/version"
+    fi
+    echo "$dir/bin"
+}
 
+if [ -n "$only" ]; then
+    crate_tool "$only"
+    exit 0
+fi
 echo "$zig_dir/ziglang"
-echo "$czb_dir/bin"
+crate_tool cargo-zigbuild
+crate_tool cargo-auditable

@@ -1,8 +1,9 @@
 # The Lambda zip for one architecture, built by THE recipe: nix/build-zip.sh, the same
-# script the non-Nix path runs. Nix only supplies its inputs: the Rust toolchain from rust-toolchain.toml, zig and
-# cargo-zigbuild at the versions in nix/pins.json (build-zip.sh checks both versions
-# itself), python3, perl (OpenSSL's Configure), and crane's vendored crates so that cargo
-# runs offline. Output: $out/{event-recorder-lambda.zip,.sha256,manifest.json}.
+# script the non-Nix path runs. Nix only supplies its inputs: the Rust toolchain from
+# rust-toolchain.toml, zig, cargo-zigbuild and cargo-auditable at the versions in
+# nix/pins.json (build-zip.sh checks their versions itself), python3, perl (OpenSSL's
+# Configure), crane's vendored crates so that cargo runs offline, and the commit for the
+# provenance. Output: $out/{<zip>,<zip>.sha256,<name>.cdx.json,<name>.intoto.json,manifest.json}.
 {
   lib,
   stdenv,
@@ -11,6 +12,7 @@
   rustToolchain,
   zig,
   cargo-zigbuild,
+  cargo-auditable,
   cargoVendorDir,
   src,
   pins,
@@ -19,6 +21,10 @@
   glibcFloor ? pins.glibc.default,
   # --arch for build-zip.sh: a key of pins.architectures (x86_64 or arm64)
   arch ? pins.default_architecture,
+  # the flake's commit (self.rev or self.dirtyRev) and whether its tree was clean; the
+  # provenance records them (a source with no .git cannot tell build-zip.sh)
+  sourceRev ? null,
+  sourceClean ? false,
 }:
 assert lib.assertOneOf "glibcFloor" glibcFloor pins.glibc.allowed;
 assert lib.assertOneOf "arch" arch (
@@ -44,6 +50,7 @@ stdenv.mkDerivation {
     rustToolchain
     zig
     cargo-zigbuild
+    cargo-auditable
     python3
     perl
   ];
@@ -64,6 +71,10 @@ stdenv.mkDerivation {
     export CARGO_NET_OFFLINE=true EVENT_RECORDER_OFFLINE=1
     # tools: from PATH, never fetched (build-zip.sh fails if their versions differ from the pins)
     export EVENT_RECORDER_NO_FETCH=1
+    # provenance: this builder, and the flake's commit
+    export EVENT_RECORDER_BUILDER=nix
+    export EVENT_RECORDER_SOURCE_COMMIT=${if sourceRev == null then "unknown" else sourceRev}
+    export EVENT_RECORDER_SOURCE_CLEAN=${if sourceRev == null then "unknown" else lib.boolToString sourceClean}
 
     # Vendored crates live in /nix/store, which the audit gate rejects: remap them.
     mapfile -t registries < <(sed -n 's/^[[:space:]]*directory[[:space:]]*=[[:space:]]*"\(.*\)"[[:space:]]*$/\1/p' \

@@ -4,6 +4,10 @@
   nixpkgs,
   crane,
   rust-overlay,
+  # the commit the flake was evaluated at (flake.nix: self.rev, or self.dirtyRev for a
+  # dirty tree), for the zip's provenance
+  sourceRev ? null,
+  sourceClean ? false,
 }:
 let
   pkgs = import nixpkgs {
@@ -88,14 +92,34 @@ let
   );
 
   zig = pkgs.callPackage ./zig.nix { inherit pins; };
-  cargo-zigbuild = pkgs.callPackage ./cargo-zigbuild.nix { inherit craneLib pins; };
+  crateTool = args: pkgs.callPackage ./crate-tool.nix ({ inherit craneLib; } // args);
+  cargo-zigbuild = crateTool {
+    pname = "cargo-zigbuild";
+    pin = pins.cargo_zigbuild;
+    homepage = "https://github.com/rust-cross/cargo-zigbuild";
+    license = lib.licenses.mit;
+    versionCommand = "cargo-zigbuild --version";
+  };
+  # no --version; build-zip.sh reads share/cargo-auditable/version
+  cargo-auditable = crateTool {
+    pname = "cargo-auditable";
+    pin = pins.cargo_auditable;
+    homepage = "https://github.com/rust-secure-code/cargo-auditable";
+    license = [
+      lib.licenses.mit
+      lib.licenses.asl20
+    ];
+  };
   lambdaZip = pkgs.callPackage ./lambda-zip.nix {
     inherit
       pins
       zig
       cargo-zigbuild
+      cargo-auditable
       rustToolchain
       cargoVendorDir
+      sourceRev
+      sourceClean
       ;
     src = zipSrc;
   };
@@ -129,19 +153,25 @@ in
     lambda-zip = lambdaZip;
     lambda-zip-arm64 = lambdaZipArm64;
     bootstrap-arm64 = bootstrapArm64;
-    inherit bootstrap zig cargo-zigbuild;
+    inherit
+      bootstrap
+      zig
+      cargo-zigbuild
+      cargo-auditable
+      ;
   };
 
   inherit checks;
 
   devShells.default = craneLib.devShell {
     # build inputs of every check (perl, postgresql, pgbouncer, pythonEnv, and the zip's:
-    # toolchain, zig, cargo-zigbuild, python3)
+    # toolchain, zig, cargo-zigbuild, cargo-auditable, python3)
     inherit checks;
     packages = [
       pythonEnv
       zig
       cargo-zigbuild
+      cargo-auditable
       pkgs.cargo-nextest
       pkgs.postgresql
       pkgs.pgbouncer

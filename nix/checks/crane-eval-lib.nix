@@ -320,8 +320,14 @@ in
       ;
   };
   asserts.assertMsg = c: msg: c || throw msg;
-  licenses.mit = {
-    spdxId = "MIT";
-    shortName = "mit";
+  licenses = {
+    mit = {
+      spdxId = "MIT";
+      shortName = "mit";
+    };
+    asl20 = {
+      spdxId = "Apache-2.0";
+      shortName = "asl20";
+    };
   };
 }

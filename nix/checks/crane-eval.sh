@@ -96,7 +96,7 @@ if [ "${1:-}" = "--self-test" ]; then
     # deps-only build from all its arguments, the $out/bin install check included
     run_case implicit-deps-install-check '
 import sys, pathlib
-p = pathlib.Path(sys.argv[1]) / "nix/cargo-zigbuild.nix"
+p = pathlib.Path(sys.argv[1]) / "nix/crate-tool.nix"
 s = p.read_text(); old = "    inherit cargoArtifacts;\n"
 assert s.count(old) == 1; p.write_text(s.replace(old, ""))' \
         'FAIL \[bin\] cargo-zigbuild-deps' 'installCheckPhase runs "\$out/bin/cargo-zigbuild"'

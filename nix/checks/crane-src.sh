@@ -41,14 +41,20 @@ if s.count(old) != 1:
     sys.exit(f"crane-src: FAIL: {p} no longer has exactly one `{old}`; revisit the Nix 2.8 shim")
 open(p, "w").write(s.replace(old, new))
 PY
-    # cargo-zigbuild's source is a derivation whose Cargo.toml/Cargo.lock crane reads while
-    # evaluating (import from derivation); the pinned .crate cannot be fetched here, so a
-    # minimal crate with the pinned name and version stands in for the unpacked one.
-    version=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["cargo_zigbuild"]["version"])' "$tree/nix/pins.json")
-    local czb=$work/ifd/cargo-zigbuild-source
-    mkdir -p "$czb/src"
-    printf '[package]\nname = "cargo-zigbuild"\nversion = "%s"\nedition = "2021"\n' "$version" >"$czb/Cargo.toml"
-    printf 'version = 3\n\n[[package]]\nname = "cargo-zigbuild"\nversion = "%s"\n' "$version" >"$czb/Cargo.lock"
-    printf 'fn main() {}\n' >"$czb/src/main.rs"
-    CRANE_IFD_ARG="{ cargo-zigbuild = $czb; }"
+    # Each crate tool's source (nix/crate-tool.nix) is a derivation whose Cargo.toml and
+    # Cargo.lock crane reads while evaluating (import from derivation); the pinned .crate
+    # cannot be fetched here, so a minimal crate with the pinned name and version stands
+    # in for each unpacked one.
+    local name key dir ifd="{"
+    for name in cargo-zigbuild cargo-auditable; do
+        key=${name//-/_}
+        version=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]["version"])' "$tree/nix/pins.json" "$key")
+        dir=$work/ifd/$name-source
+        mkdir -p "$dir/src"
+        printf '[package]\nname = "%s"\nversion = "%s"\nedition = "2021"\n' "$name" "$version" >"$dir/Cargo.toml"
+        printf 'version = 3\n\n[[package]]\nname = "%s"\nversion = "%s"\n' "$name" "$version" >"$dir/Cargo.lock"
+        printf 'fn main() {}\n' >"$dir/src/main.rs"
+        ifd="$ifd $name = $dir;"
+    done
+    CRANE_IFD_ARG="$ifd }"
 }

@@ -24,6 +24,19 @@ let
       m = builtins.filter (z: z.arch == a) (zipsOf system);
     in
     if m == [ ] then null else builtins.head m;
+  # the crate tools (nix/crate-tool.nix): version and the .crate they are built from
+  crateTool =
+    name:
+    lib.genAttrs systems (
+      system:
+      let
+        c = (packagesOf system).${name};
+      in
+      {
+        inherit (c) version;
+        inherit (c.passthru.crate) url sha256;
+      }
+    );
   first = builtins.head systems;
 in
 {
@@ -40,16 +53,8 @@ in
       filename = z.src.name;
     }
   );
-  cargo_zigbuild = lib.genAttrs systems (
-    system:
-    let
-      c = (packagesOf system).cargo-zigbuild;
-    in
-    {
-      inherit (c) version;
-      inherit (c.passthru.crate) url sha256;
-    }
-  );
+  cargo_zigbuild = crateTool "cargo-zigbuild";
+  cargo_auditable = crateTool "cargo-auditable";
   glibc = (zipFor first pins.default_architecture).passthru.glibc;
   # per architecture: the zip name and the --arch the flake passes to build-zip.sh
   arch = lib.genAttrs (builtins.filter (a: zipFor first a != null) arches) (

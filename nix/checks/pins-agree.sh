@@ -153,8 +153,15 @@ def script_value(key, system):
                      "which nix/pins.json does not have")
         return None
 arches = [a for a in pins.get("architectures", {}) if not a.startswith("_")]
-def expand(key):  # one concrete key per architecture when the script reads $arch
-    return [key.replace("$arch", a) for a in arches] if "$arch" in key else [key]
+# fetch-tools.sh's crate_tool reads "$key.version" etc. for each tool it is called for
+crate_keys = [n.replace("-", "_") for n in
+              re.findall(r'^crate_tool ([a-z-]+)$', (tree / "nix/fetch-tools.sh").read_text(), re.M)]
+def expand(key):  # one concrete key per architecture / crate tool the script reads
+    if "$arch" in key:
+        return [key.replace("$arch", a) for a in arches]
+    if "$key" in key:
+        return [key.replace("$key", c) for c in crate_keys]
+    return [key]
 for key in read:
     for system in (systems if "$host" in key else systems[:1]):
         for k in expand(key):
@@ -162,6 +169,10 @@ for key in read:
 
 # ---- 2. the Nix side must equal the scripts' values, key by key
 pairs = [("rust-toolchain.toml channel", channel, nix["rust_channel"])]
+for key in list(read):  # the crate tools' keys as read, for pair() below
+    if "$key" in key:
+        for k in expand(key):
+            read.setdefault(k, set()).update(read[key])
 def pair(key, nixval, system=systems[0]):
     if key not in read:
         fail("FAIL", f"no recipe script reads '{key}' any more; update pins-agree.sh's mapping")
@@ -174,11 +185,12 @@ for system in systems:
     pair("zig.wheels.$host.url", z["url"], system)
     pair("zig.wheels.$host.sha256", z["sha256"], system)
     pair("zig.wheels.$host.filename", z["filename"], system)
-for system in systems:
-    c = nix["cargo_zigbuild"][system]
-    pair("cargo_zigbuild.version", c["version"], system)
-    pair("cargo_zigbuild.crate_url", c["url"], system)
-    pair("cargo_zigbuild.crate_sha256", c["sha256"], system)
+for tool in ("cargo_zigbuild", "cargo_auditable"):
+    for system in systems:
+        c = nix[tool][system]
+        pair(f"{tool}.version", c["version"], system)
+        pair(f"{tool}.crate_url", c["url"], system)
+        pair(f"{tool}.crate_sha256", c["sha256"], system)
 pair("glibc.default", nix["glibc"])
 for a in arches:
     if a not in nix["arch"]:
@@ -220,7 +232,7 @@ def values(v):
             yield from values(x)
     else:
         yield str(v)
-pinned = {v for v in values({"zig": pins["zig"], "cargo_zigbuild": pins["cargo_zigbuild"]})}
+pinned = {v for v in values({k: pins[k] for k in ("zig", "cargo_zigbuild", "cargo_auditable")})}
 pinned.add(channel)
 pinned = {v for v in pinned if len(v) >= 4}
 generic = [

@@ -1,4 +1,7 @@
 //! `event-recorder-zip SRC ZIP [ENTRY] [--level N]`: writes the Lambda zip.
+//! `event-recorder-zip --inflate-zlib`: inflates a zlib stream from stdin to
+//! stdout (the dependency list cargo-auditable embeds in `bootstrap`), so the
+//! recipe reads it without the host Python's zlib.
 //!
 //! The zip holds one file. Every byte of the container is written here, field
 //! by field, so no library default (extra fields, zip64, data descriptors) can
@@ -11,9 +14,17 @@ use std::process::ExitCode;
 mod container;
 
 fn main() -> ExitCode {
-    match run(std::env::args().skip(1).collect()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.split_first() {
+        // stdout carries the data: no summary line
+        Some((mode, rest)) if mode == "--inflate-zlib" => inflate_zlib(rest).map(|()| None),
+        _ => run(args).map(Some),
+    };
+    match result {
         Ok(summary) => {
-            println!("{summary}");
+            if let Some(summary) = summary {
+                println!("{summary}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -61,4 +72,21 @@ fn file_name(path: &str) -> Result<String, String> {
         .and_then(|n| n.to_str())
         .map(str::to_owned)
         .ok_or_else(|| format!("{path}: no file name to use as the entry name"))
+}
+
+fn inflate_zlib(rest: &[String]) -> Result<(), String> {
+    use std::io::{Read, Write};
+    if !rest.is_empty() {
+        return Err("usage: event-recorder-zip --inflate-zlib <IN >OUT".into());
+    }
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| format!("reading stdin: {e}"))?;
+    let data = miniz_oxide::inflate::decompress_to_vec_zlib(&input)
+        .map_err(|e| format!("not a zlib stream ({:?})", e.status))?;
+    std::io::stdout()
+        .write_all(&data)
+        .map_err(|e| format!("writing stdout: {e}"))?;
+    Ok(())
 }
