@@ -54,61 +54,28 @@ repo=$(cd "$here/../.." && pwd -P)
 . "$here/snapshot.sh"
 
 if [ "${1:-}" = "--self-test" ]; then
-    tmp=$(mktemp -d /tmp/crane-eval-self-test-XXXXXX)
-    trap 'rm -rf "$tmp"' EXIT
-    fails=0
-    # each case: a name, a python snippet that plants the fault in a copy, and the
-    # regular expressions the failure output must match
-    run_case() {
-        local name=$1 edit=$2 dir=$tmp/$1 out rx
-        shift 2
-        mkdir -p "$dir"
-        snapshot "$dir"
-        if [ -n "$edit" ]; then python3 - "$dir" <<<"$edit"; fi
-        if out=$("$here/crane-eval.sh" "$dir" 2>&1); then
-            if [ "$name" = unchanged ]; then
-                echo "self-test: unchanged copy passes (ok)"
-            else
-                echo "self-test: $name: NOT detected"
-                fails=$((fails + 1))
-            fi
-            return
-        fi
-        if [ "$name" = unchanged ]; then
-            echo "self-test: unchanged copy FAILS:"
-            echo "$out" | sed 's/^/    /'
-            fails=$((fails + 1))
-            return
-        fi
-        for rx in "$@"; do
-            if ! grep -qE -- "$rx" <<<"$out"; then
-                echo "self-test: $name: failed, but without /$rx/:"
-                echo "$out" | sed 's/^/    /'
-                fails=$((fails + 1))
-                return
-            fi
-        done
-        echo "self-test: $name: detected (ok)"
-        grep -E '^crane-eval: FAIL' <<<"$out" | head -3 | sed 's/^/    /'
-    }
-    run_case unchanged ''
+    # shellcheck source=self-test.sh
+    . "$here/self-test.sh"
+    self_test_init crane-eval '^crane-eval: FAIL'
+    check=("$here/crane-eval.sh")
+    self_test_case unchanged ''
     # cargo-zigbuild as it was: buildPackage without cargoArtifacts, so crane derives the
     # deps-only build from all its arguments, the $out/bin install check included
-    run_case implicit-deps-install-check '
+    self_test_case implicit-deps-install-check '
 import sys, pathlib
 p = pathlib.Path(sys.argv[1]) / "nix/crate-tool.nix"
 s = p.read_text(); old = "    inherit cargoArtifacts;\n"
 assert s.count(old) == 1; p.write_text(s.replace(old, ""))' \
         'FAIL \[bin\] cargo-zigbuild-deps' 'installCheckPhase runs "\$out/bin/cargo-zigbuild"'
     # a non-fixed-output derivation that downloads
-    run_case network-in-build '
+    self_test_case network-in-build '
 import sys, pathlib
 p = pathlib.Path(sys.argv[1]) / "nix/lambda-zip.nix"
 s = p.read_text(); old = "    patchShebangs --build nix\n"
 assert s.count(old) == 1; p.write_text(s.replace(old, old + "    cargo fetch --locked\n"))' \
         'FAIL \[network\] event-recorder-lambda-zip-x86_64' 'postPatch.*cargo fetch'
     # an argument crane neither reads nor passes on as a stdenv attribute (a typo)
-    run_case unknown-crane-arg '
+    self_test_case unknown-crane-arg '
 import sys, pathlib
 p = pathlib.Path(sys.argv[1]) / "nix/checks.nix"
 s = p.read_text(); old = "cargoClippyExtraArgs = "
@@ -116,7 +83,7 @@ assert s.count(old) == 1; p.write_text(s.replace(old, "cargoClipyExtraArgs = "))
         'FAIL \[args\] cargoClippy .*cargoClipyExtraArgs'
     # PgBouncer gone from the dev shell's packages and from the tests (whose inputs the
     # shell inherits through `checks`)
-    run_case shell-without-pgbouncer '
+    self_test_case shell-without-pgbouncer '
 import re, sys, pathlib
 d = pathlib.Path(sys.argv[1])
 for f in ("nix/outputs.nix", "nix/checks.nix"):
@@ -124,9 +91,7 @@ for f in ("nix/outputs.nix", "nix/checks.nix"):
     s2 = re.sub(r"^ *pkgs\.pgbouncer\b.*\n", "", s, flags=re.M)
     assert s2 != s, f; p.write_text(s2)' \
         'FAIL \[shell\].*pgbouncer'
-    if [ "$fails" -ne 0 ]; then echo "self-test: $fails case(s) wrong"; exit 1; fi
-    echo "self-test: ok"
-    exit 0
+    self_test_done
 fi
 
 tree=$(cd "${1:-$repo}" && pwd -P)

@@ -27,77 +27,52 @@ repo=$(cd "$here/../.." && pwd -P)
 . "$here/snapshot.sh"
 
 if [ "${1:-}" = "--self-test" ]; then
-    tmp=$(mktemp -d /tmp/pins-agree-self-test-XXXXXX)
-    trap 'rm -rf "$tmp"' EXIT
-    fails=0
+    # shellcheck source=self-test.sh
+    . "$here/self-test.sh"
+    self_test_init pins-agree '^pins-agree: (FAIL|MISMATCH|LITERAL)'
+    check=("$here/pins-agree.sh")
     # each case: a name and a python snippet that plants one kind of drift in a copy
-    run_case() {
-        local name=$1 edit=$2 dir=$tmp/$1
-        mkdir -p "$dir"
-        snapshot "$dir"
-        if [ -n "$edit" ]; then python3 - "$dir" <<<"$edit"; fi
-        if out=$("$here/pins-agree.sh" "$dir" 2>&1); then
-            if [ "$name" = unchanged ]; then
-                echo "self-test: unchanged copy passes (ok)"
-            else
-                echo "self-test: $name: NOT detected"
-                echo "$out" | sed 's/^/    /'
-                fails=$((fails + 1))
-            fi
-        else
-            if [ "$name" = unchanged ]; then
-                echo "self-test: unchanged copy FAILS:"
-                echo "$out" | sed 's/^/    /'
-                fails=$((fails + 1))
-            else
-                echo "self-test: $name: detected (ok)"
-                echo "$out" | grep -E '^pins-agree: (FAIL|MISMATCH|LITERAL)' | head -3 | sed 's/^/    /'
-            fi
-        fi
-    }
-    run_case unchanged ''
+    self_test_case unchanged ''
     # the zig version written into nix/zig.nix instead of read from the pins
-    run_case zig-version-literal '
+    self_test_case zig-version-literal '
 import json, sys, pathlib
 d = pathlib.Path(sys.argv[1]); p = d / "nix/zig.nix"
 v = json.load(open(d / "nix/pins.json"))["zig"]["version"]
 s = p.read_text(); old = "inherit (pins.zig) version;"
 assert old in s; p.write_text(s.replace(old, f"version = \"{v}\";"))'
     # a wheel hash written into nix/zig.nix
-    run_case zig-sha256-literal '
+    self_test_case zig-sha256-literal '
 import json, sys, pathlib
 d = pathlib.Path(sys.argv[1]); p = d / "nix/zig.nix"
 w = json.load(open(d / "nix/pins.json"))["zig"]["wheels"]["x86_64-linux"]
 s = p.read_text(); old = "inherit (wheel) url sha256;"
 assert old in s; p.write_text(s.replace(old, "inherit (wheel) url;\n    sha256 = \"%s\";" % w["sha256"]))'
     # the flake reads its own copy of the pins, which drifted (no literal in any .nix file)
-    run_case second-pin-file '
+    self_test_case second-pin-file '
 import json, sys, pathlib
 d = pathlib.Path(sys.argv[1]); p = d / "nix/pins.nix"
 pins = json.load(open(d / "nix/pins.json")); pins["cargo_zigbuild"]["version"] += "-drift"
 json.dump(pins, open(d / "nix/pins-flake.json", "w"))
 s = p.read_text(); assert "./pins.json" in s; p.write_text(s.replace("./pins.json", "./pins-flake.json"))'
     # the Rust toolchain chosen in Nix instead of from rust-toolchain.toml
-    run_case rust-channel-in-nix '
+    self_test_case rust-channel-in-nix '
 import sys, pathlib
 p = pathlib.Path(sys.argv[1]) / "nix/outputs.nix"
 s = p.read_text(); old = "p.rust-bin.fromRustupToolchainFile ../rust-toolchain.toml"
 assert old in s; p.write_text(s.replace(old, "p.rust-bin.stable.latest.default"))'
     # the non-Nix recipe reading a pin key that does not exist
-    run_case script-reads-missing-key '
+    self_test_case script-reads-missing-key '
 import sys, pathlib
 p = pathlib.Path(sys.argv[1]) / "nix/build-zip.sh"
 s = p.read_text(); assert "$(pin zig.version)" in s
 p.write_text(s.replace("$(pin zig.version)", "$(pin zig.version_typo)"))'
     # the flake building every zip for the default architecture
-    run_case arch-not-passed '
+    self_test_case arch-not-passed '
 import sys, pathlib
 p = pathlib.Path(sys.argv[1]) / "nix/lambda-zip.nix"
 s = p.read_text(); old = "build-zip.sh --arch ${arch} "
 assert old in s; p.write_text(s.replace(old, "build-zip.sh "))'
-    if [ "$fails" -ne 0 ]; then echo "self-test: $fails case(s) wrong"; exit 1; fi
-    echo "self-test: ok"
-    exit 0
+    self_test_done
 fi
 
 tree=$(cd "${1:-$repo}" && pwd -P)

@@ -31,50 +31,20 @@ repo=$(cd "$here/../.." && pwd -P)
 . "$here/snapshot.sh"
 
 if [ "${1:-}" = "--self-test" ]; then
-    tmp=$(mktemp -d /tmp/supply-chain-self-test-XXXXXX)
-    trap 'rm -rf "$tmp"' EXIT
-    fails=0
-    # run_case NAME ONLY EDIT ENV RX...: copy the tree, plant with the python snippet
-    # EDIT, run the gate (ONLY: its --only value, or "" for all gates) under ENV (a
-    # `VAR=value` or ""), and require a failure whose output matches every RX.
-    run_case() {
-        local name=$1 only=$2 edit=$3 env=$4 dir=$tmp/$1 out rx
+    # shellcheck source=self-test.sh
+    . "$here/self-test.sh"
+    self_test_init supply-chain '^supply-chain: FAIL'
+    # sc_case NAME ONLY EDIT ENV RX...: ONLY is the gate's --only value ("" for all
+    # gates), ENV a `VAR=value` to run it under (or "")
+    sc_case() {
+        local name=$1 only=$2 edit=$3 env=$4
         shift 4
-        mkdir -p "$dir"
-        snapshot "$dir"
-        if [ -n "$edit" ]; then python3 - "$dir" <<<"$edit"; fi
-        local args=()
-        if [ -n "$only" ]; then args+=(--only "$only"); fi
-        if out=$(env ${env:+"$env"} "$here/supply-chain.sh" ${args[@]+"${args[@]}"} "$dir" 2>&1); then
-            if [ "$name" = unchanged ]; then
-                echo "self-test: unchanged copy passes (ok)"
-            else
-                echo "self-test: $name: NOT detected"
-                echo "$out" | sed 's/^/    /'
-                fails=$((fails + 1))
-            fi
-            return
-        fi
-        if [ "$name" = unchanged ]; then
-            echo "self-test: unchanged copy FAILS:"
-            echo "$out" | sed 's/^/    /'
-            fails=$((fails + 1))
-            return
-        fi
-        for rx in "$@"; do
-            if ! grep -qE -- "$rx" <<<"$out"; then
-                echo "self-test: $name: failed, but without /$rx/:"
-                echo "$out" | sed 's/^/    /'
-                fails=$((fails + 1))
-                return
-            fi
-        done
-        echo "self-test: $name: detected (ok)"
-        grep -E '^supply-chain: FAIL' <<<"$out" | head -4 | sed 's/^/    /'
+        check=(env ${env:+"$env"} "$here/supply-chain.sh" ${only:+--only "$only"})
+        self_test_case "$name" "$edit" "$@"
     }
-    run_case unchanged '' '' ''
+    sc_case unchanged '' '' ''
     # a licence that a real dependency uses, dropped from the allow-list
-    run_case licence-not-allowed '' '
+    sc_case licence-not-allowed '' '
 import sys, pathlib
 p = pathlib.Path(sys.argv[1]) / "deny.toml"
 s = p.read_text(); old = "    \"Unicode-3.0\",\n"
@@ -83,7 +53,7 @@ assert s.count(old) == 1; p.write_text(s.replace(old, ""))' '' \
         'error\[rejected\]' 'icu_collections-[0-9.]+/Cargo\.toml' 'rejected: license is not explicitly allowed'
     # an advisory against tokio-postgres 0.7.18 (Cargo.lock's) planted in a copy of
     # the snapshot, whose JSON is updated so that only the advisory can fail
-    run_case planted-advisory '' '
+    sc_case planted-advisory '' '
 import gzip, hashlib, io, json, sys, pathlib, tarfile
 d = pathlib.Path(sys.argv[1]) / "nix/advisories"
 meta = json.loads((d / "rustsec-advisory-db.json").read_text())
@@ -106,7 +76,7 @@ meta["sha256"] = hashlib.sha256(data).hexdigest(); meta["advisories"] += 1
         'ID: RUSTSEC-9999-0001' 'tokio-postgres 0\.7\.18'
     # a snapshot whose commit is older than the limit: the gate's age check and
     # cargo-deny's own staleness check both fail
-    run_case expired-snapshot '' '
+    sc_case expired-snapshot '' '
 import datetime, json, sys, pathlib
 p = pathlib.Path(sys.argv[1]) / "nix/advisories/rustsec-advisory-db.json"
 meta = json.loads(p.read_text())
@@ -115,7 +85,7 @@ meta["commit_time"] = int(t.timestamp()); meta["date"] = t.strftime("%Y-%m-%d")
 p.write_text(json.dumps(meta, indent=2))' '' \
         'FAIL \[snapshot\] .*days old, the limit is' 'repository is stale'
     # the real snapshot, judged on a "today" one day past its limit
-    run_case expired-by-date snapshot '' \
+    sc_case expired-by-date snapshot '' \
         "EVENT_RECORDER_TODAY=$(python3 -c '
 import datetime, json, sys
 m = json.load(open(sys.argv[1]))
@@ -123,7 +93,7 @@ print(datetime.date.fromisoformat(m["date"]) + datetime.timedelta(days=m["max_ag
 ' "$repo/nix/advisories/rustsec-advisory-db.json")" \
         'FAIL \[snapshot\] .*days old, the limit is'
     # a CVE fixed in a later 3.6 release than the pinned one, not accepted
-    run_case planted-openssl-cve '' '
+    sc_case planted-openssl-cve '' '
 import json, sys, pathlib
 p = pathlib.Path(sys.argv[1]) / "nix/advisories/openssl-vulnerabilities.json"
 d = json.loads(p.read_text())
@@ -132,24 +102,22 @@ d["supplement"].append({"id": "CVE-9999-0001", "published": "2026-12-01", "sever
 p.write_text(json.dumps(d))' '' \
         'FAIL \[openssl\] OpenSSL 3\.6\.3 .*CVE-9999-0001.*fixed in 3\.6\.99'
     # the official data alone: Cargo.lock pinning the previous openssl-src (3.6.2)
-    run_case openssl-older-pin openssl '
+    sc_case openssl-older-pin openssl '
 import sys, pathlib
 p = pathlib.Path(sys.argv[1]) / "Cargo.lock"
 s = p.read_text(); old = "version = \"300.6.1+3.6.3\""
 assert s.count(old) == 1; p.write_text(s.replace(old, "version = \"300.6.0+3.6.2\""))' '' \
         'FAIL \[openssl\] OpenSSL 3\.6\.2 .*CVE-2026-45447 \(High, .*fixed in 3\.6\.3'
     # the pinned OpenSSL without the acceptances: what they hold back
-    run_case openssl-without-acceptances openssl '
+    sc_case openssl-without-acceptances openssl '
 import json, sys, pathlib
 p = pathlib.Path(sys.argv[1]) / "nix/advisories/openssl-accepted.json"
 d = json.loads(p.read_text()); d["accepted"] = []; p.write_text(json.dumps(d))' '' \
         'FAIL \[openssl\] OpenSSL 3\.6\.3 .*CVE-2026-54876'
     # acceptances past their date
-    run_case openssl-acceptance-expired openssl '' 'EVENT_RECORDER_TODAY=2099-01-01' \
+    sc_case openssl-acceptance-expired openssl '' 'EVENT_RECORDER_TODAY=2099-01-01' \
         'FAIL \[openssl\] .*acceptance of CVE-2026-[0-9]+ for 3\.6\.3 expired on'
-    if [ "$fails" -ne 0 ]; then echo "self-test: $fails case(s) wrong"; exit 1; fi
-    echo "self-test: ok"
-    exit 0
+    self_test_done
 fi
 
 only=snapshot,deny,openssl
