@@ -878,6 +878,53 @@ fn recorder_reserved_concurrency_is_optional() {
     );
 }
 
+/// Code signing is optional (a parameter, empty by default) and, when set,
+/// enforced on every function by one code signing configuration that trusts
+/// that signing profile version only.
+#[test]
+fn code_signing_is_optional_and_enforced_on_every_function() {
+    let template = template();
+    let (config_id, config) = resource(&template, "AWS::Lambda::CodeSigningConfig");
+    let condition = config.at(&["Condition"]).text();
+    let parameter = parameter_set(&template, condition)
+        .unwrap_or_else(|| panic!("{config_id}: {condition} does not test a parameter"));
+    assert_eq!(
+        template.at(&["Parameters", parameter, "Default"]).text(),
+        ""
+    );
+    let properties = config.at(&["Properties"]);
+    assert_eq!(
+        properties
+            .at(&["CodeSigningPolicies", "UntrustedArtifactOnDeployment"])
+            .text(),
+        "Enforce"
+    );
+    let publishers =
+        one_or_many(properties.at(&["AllowedPublishers", "SigningProfileVersionArns"]));
+    assert_eq!(
+        publishers.len(),
+        1,
+        "{config_id}: one signing profile version"
+    );
+    assert_eq!(ref_target(publishers[0]), Some(parameter));
+    for function in functions(&template) {
+        let (c, arn, unset) = if_parts(
+            function
+                .resource
+                .at(&["Properties", "CodeSigningConfigArn"]),
+        )
+        .unwrap_or_else(|| panic!("{}: CodeSigningConfigArn is not !If [..]", function.id));
+        assert_eq!(c, condition, "{}", function.id);
+        assert_eq!(
+            get_att(arn),
+            Some((config_id, "CodeSigningConfigArn")),
+            "{}",
+            function.id
+        );
+        assert!(is_no_value(unset), "{}", function.id);
+    }
+}
+
 /// The recorder's summary line, which carries its metrics, is INFO: Lambda
 /// would drop it at a higher application log level.
 #[test]
