@@ -135,12 +135,22 @@ export EVENT_RECORDER_ENGINESDIR=$(pin openssl.enginesdir) EVENT_RECORDER_MODULE
 offline=()
 [ -n "${EVENT_RECORDER_OFFLINE:-}" ] && offline=(--offline)
 features=vendored-openssl
-# cargo-auditable, named explicitly, runs `cargo zigbuild ...` with itself as the rustc
-# wrapper of the workspace crates: linking bootstrap, it adds the section .dep-v0, the
-# dependency list (from `cargo metadata` for this target and these features; no paths).
-log "cargo auditable zigbuild --target $target.$glibc (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH, target dir $CARGO_TARGET_DIR)"
-"$(command -v cargo-auditable)" auditable zigbuild --release --locked ${offline[@]+"${offline[@]}"} \
+# cargo-auditable as the rustc wrapper of the workspace crates: linking bootstrap, it adds
+# the section .dep-v0, the dependency list (from `cargo metadata` for this target and
+# these features; no paths). Set here as `cargo auditable` would set it, but by NAME:
+# cargo hashes the workspace wrapper's path into the -C metadata of workspace crates, and
+# so into their symbols and the binary's layout, and takes a name without a slash as is
+# (PATH finds it: the pinned one, checked above). `cargo auditable` itself would put its
+# absolute path there, and the zip would depend on where the tool is installed.
+export RUSTC_WORKSPACE_WRAPPER=cargo-auditable
+# what `cargo auditable` passes its wrapper: the flags it repeats to `cargo metadata`
+CARGO_AUDITABLE_ORIG_ARGS=$(printf '{"offline":%s,"locked":true,"frozen":false,"config":[]}' \
+    "$([ ${#offline[@]} -gt 0 ] && echo true || echo false)")
+export CARGO_AUDITABLE_ORIG_ARGS
+log "cargo zigbuild --target $target.$glibc through cargo-auditable (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH, target dir $CARGO_TARGET_DIR)"
+cargo zigbuild --release --locked ${offline[@]+"${offline[@]}"} \
     -p event-recorder --bin bootstrap --features "$features" --target "$target.$glibc"
+unset RUSTC_WORKSPACE_WRAPPER CARGO_AUDITABLE_ORIG_ARGS
 bin=$CARGO_TARGET_DIR/$target/release/bootstrap
 # The zip writer (nix/zip-writer), for this host, by the same toolchain and Cargo.lock:
 # its deflate is pure Rust, so the zip's bytes do not depend on the host's zlib.

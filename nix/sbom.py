@@ -128,7 +128,8 @@ def sbom(metadata, tree_text, lock_text, deps, bootstrap_sha256, target, tools, 
     # edges among what is listed (normal edges only; openssl-sys -> OpenSSL)
     listed = set(crates) | {root_id}
     depends = []
-    for i in sorted(listed, key=lambda i: (crates.get(i) or {"name": ROOT, "version": ""})["name"]):
+    for i in sorted(listed, key=lambda i: ((crates.get(i) or {"name": ""})["name"],
+                                           (crates.get(i) or {"version": ""})["version"])):
         ref = "root" if i == root_id else purl(crates[i])
         on = sorted({purl(crates[d["pkg"]]) for d in nodes[i]["deps"]
                      if d["pkg"] in crates and (None in {k["kind"] for k in d["dep_kinds"]}
