@@ -10,7 +10,8 @@
 //! read from /proc before and after each batch: the server runs on this
 //! machine) and WAL bytes (`pg_current_wal_insert_lsn()` before and after).
 //! The ways: `Store::insert` directly and through PgBouncer in transaction
-//! mode, and the limit they are measured against: the same number of rows,
+//! mode; `Store::insert_statement`, the statement alone (the store before
+//! its `COPY` path), the same two ways; and the limit they are measured against: the same number of rows,
 //! all new, loaded by binary `COPY` (one transaction per batch, the tables
 //! and the key order the store uses, no conflict check, nothing returned).
 //! The full path (decrypt, parse, route, store) is measured for the mix
@@ -78,13 +79,20 @@ enum Way {
     Direct,
     /// `Store::insert` through PgBouncer (transaction mode).
     Bounced,
-    /// Binary `COPY` of as many new rows, directly: the limit.
+    /// `Store::insert_statement` (the statement alone, as before the `COPY`
+    /// path) on a direct connection.
+    StatementDirect,
+    /// The same through PgBouncer.
+    StatementBounced,
+    /// Binary `COPY` of as many new rows, directly: the limit. Last.
     Copy,
 }
 
-const WAYS: [(Way, &str); 3] = [
+const WAYS: [(Way, &str); 5] = [
     (Way::Direct, "store direct"),
     (Way::Bounced, "store via PgBouncer"),
+    (Way::StatementDirect, "statement direct"),
+    (Way::StatementBounced, "statement via PgBouncer"),
     (Way::Copy, "COPY direct"),
 ];
 
@@ -306,8 +314,12 @@ async fn case(
     let mut config = admin.clone();
     config.dbname(&db);
     schema::migrate(&mut connect(&config).await).await.unwrap();
-    let mut direct = Store::new(connect(&config).await);
-    let mut bounced = Store::new(connect(&bouncer.config(&db)).await);
+    let mut stores = [
+        Store::new(connect(&config).await),
+        Store::new(connect(&bouncer.config(&db)).await),
+        Store::new(connect(&config).await),
+        Store::new(connect(&bouncer.config(&db)).await),
+    ];
     let mut copy_client = connect(&config).await;
     let mut full_path_store = Store::new(connect(&config).await);
 
@@ -350,16 +362,17 @@ async fn case(
             let before = counters(client, &db).await;
             let started = Instant::now();
             match way {
-                Way::Direct | Way::Bounced => {
-                    let store = match way {
-                        Way::Direct => &mut direct,
-                        _ => &mut bounced,
-                    };
-                    let mut inserted = store.insert(&refs).await.unwrap();
+                Way::Copy => copy(&mut copy_client, &refs).await.unwrap(),
+                _ => {
+                    let store = &mut stores[w];
+                    let mut inserted = match way {
+                        Way::Direct | Way::Bounced => store.insert(&refs).await,
+                        _ => store.insert_statement(&refs).await,
+                    }
+                    .unwrap();
                     let new = refs.iter().filter(|r| inserted.claim(r)).count();
                     assert_eq!(size - new, duplicates);
                 }
-                Way::Copy => copy(&mut copy_client, &refs).await.unwrap(),
             }
             let elapsed = started.elapsed();
             let after = counters(client, &db).await;

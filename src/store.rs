@@ -1,25 +1,71 @@
-//! Writes records to PostgreSQL: one transaction per call, one statement per
-//! table whatever the number of rows (columns travel as arrays and are
-//! `unnest`ed), duplicates skipped by `ON CONFLICT DO NOTHING`.
+//! Writes records to PostgreSQL: one transaction per call, all or nothing.
+//! Two ways, the same rows and the same answer:
 //!
-//! Pooler-safe: nothing outlives a transaction on the server. Statements are
-//! unnamed and their parameter types are sent with them (parse, bind and
-//! execute in one round trip), so no named prepared statement, session
-//! setting, temp table or session lock is left for the next client of a
-//! PgBouncer (transaction mode) or RDS Proxy server connection, and RDS Proxy
-//! has no reason to pin the session.
+//! - the statement: one `INSERT ... SELECT ... FROM unnest(arrays) ON
+//!   CONFLICT DO NOTHING RETURNING` per table whatever the number of rows,
+//!   which skips rows already there and says which were new;
+//! - for batches of [`COPY_FROM`] records or more, first an optimistic binary
+//!   `COPY` into the same tables. `COPY` inserts rows a page at a time (one
+//!   WAL record per page, no speculative insertion), but has no `ON
+//!   CONFLICT`: if it commits, every row was new; if a row clashes (already
+//!   stored, or twice in the batch: 23505), the transaction rolls back and
+//!   the statement runs in a new one, so duplicates are found and reported
+//!   exactly as the statement alone does. After a clash the next large
+//!   batches go straight to the statement, more of them after each further
+//!   clash (a re-run import or a redelivered backlog is mostly duplicates),
+//!   until a `COPY` commits again.
+//!
+//! Both write the rows in one key order (event ID, then timestamp; audit,
+//! then billing, then fraud), so concurrent writers wait for each other but
+//! never deadlock: a writer only ever waits on a key after every smaller key
+//! it will write, so no two can each hold what the other waits for.
+//!
+//! Pooler-safe: nothing outlives a transaction on the server. The statements
+//! are unnamed and their parameter types are sent with them (parse, bind and
+//! execute in one round trip). tokio-postgres runs `COPY` only as a named
+//! prepared statement; here it is prepared inside the transaction and
+//! closed (Close, Sync) before `COMMIT` or `ROLLBACK`, so the server
+//! connection holds no statement when PgBouncer (transaction mode) hands it
+//! to another client, and no name can clash with another client's. RDS
+//! Proxy: AWS lists what pins a PostgreSQL session (SET, prepared
+//! statements, temporary tables, cursors, DISCARD, LISTEN, loading a library,
+//! nextval/setval, advisory locks, and for every engine a statement text
+//! over 16 KB; "Avoiding pinning an RDS Proxy",
+//! https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-proxy-pinning.html).
+//! `COPY` itself is not on the list, its rows travel as CopyData messages
+//! (not statement text), and since November 2023 the proxy multiplexes the
+//! extended query protocol, tracking prepared statements itself; the one
+//! named statement is gone before the transaction ends either way, so the
+//! session carries nothing into the next one. No `SET`, temporary table or
+//! session lock is used.
 
 use std::collections::HashSet;
+
+use std::pin::pin;
 
 use bytes::{BufMut, BytesMut};
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
-use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use tokio_postgres::{Client, Row, Transaction};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{IsNull, Json, ToSql, Type, to_sql_checked};
+use tokio_postgres::{Client, Row, Statement, Transaction};
 
-use crate::database::DbError;
 pub use crate::database::Store;
+use crate::database::{CopyBackoff, DbError};
 use crate::route::{ExtraRow, Record};
+
+/// Batches of at least this many records try `COPY` first. Below it the
+/// statement alone is as fast or faster: `COPY` costs a round trip more
+/// (the prepare) and its page-at-a-time insert gains little on a few rows.
+/// Chosen from `cargo bench --bench throughput` (README, Benchmarks).
+pub const COPY_FROM: usize = 500;
+
+/// The most large batches that go straight to the statement after a `COPY`
+/// met a duplicate (the wait doubles from 1 with each clash in a row). A
+/// failed `COPY` costs about a statement's time; one in this many is lost
+/// in the noise, and the fast path comes back within this many batches
+/// once the duplicates stop.
+const MAX_SKIP: u32 = 128;
 
 /// One insert statement with the type of each `$n`.
 struct Insert {
@@ -109,12 +155,37 @@ pub struct Inserted {
     audit: HashSet<(String, NaiveDateTime)>,
     billing: HashSet<String>,
     fraud: HashSet<String>,
+    /// Every row was new (a `COPY` committed): the sets are not filled.
+    all: bool,
+    path: Path,
+}
+
+/// The way a call wrote its rows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// The statement alone.
+    #[default]
+    Statement,
+    /// `COPY`: every row was new.
+    Copy,
+    /// `COPY` met a row already there (or one twice in the batch), was
+    /// rolled back, and the statement wrote the batch.
+    CopyThenStatement,
 }
 
 impl Inserted {
+    /// The way the rows were written.
+    pub fn path(&self) -> Path {
+        self.path
+    }
+
     /// True when every row of `record` was new. Each key is claimed once, so
     /// when a batch holds the same event twice the second copy is the duplicate.
     pub fn claim(&mut self, record: &Record) -> bool {
+        if self.all {
+            // A committed COPY had no duplicate, not even within the batch.
+            return true;
+        }
         let e = &record.event;
         let audit = self.audit.remove(&(e.event_id.clone(), e.timestamp));
         let extra = match &record.extra {
@@ -129,29 +200,89 @@ impl Inserted {
 /// The events' statements, on the connection type of `database`.
 impl Store {
     /// Inserts all rows of `records` in one transaction: all or nothing.
+    /// A large batch tries `COPY` first (see the module's documentation).
     pub async fn insert(&mut self, records: &[&Record]) -> Result<Inserted, DbError> {
-        self.run(async |client| insert(client, records).await).await
+        let records = in_key_order(records);
+        let mut path = Path::Statement;
+        if records.len() >= COPY_FROM && self.copy.attempt() {
+            match self.run(async |client| copy(client, &records).await).await {
+                Ok(()) => {
+                    self.copy.committed();
+                    return Ok(Inserted {
+                        all: true,
+                        path: Path::Copy,
+                        ..Inserted::default()
+                    });
+                }
+                Err(e) if e.conflict() => {
+                    self.copy.clashed();
+                    path = Path::CopyThenStatement;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut inserted = self
+            .run(async |client| insert(client, &records).await)
+            .await?;
+        inserted.path = path;
+        Ok(inserted)
+    }
+
+    /// [`Store::insert`] by the statement alone, whatever the batch size:
+    /// what `insert` falls back to (the benches compare the two).
+    pub async fn insert_statement(&mut self, records: &[&Record]) -> Result<Inserted, DbError> {
+        let records = in_key_order(records);
+        self.run(async |client| insert(client, &records).await)
+            .await
     }
 }
 
-/// The statements of [`Store::insert`]: the three tables in one transaction.
-async fn insert(
-    client: &mut Client,
-    records: &[&Record],
-) -> Result<Inserted, tokio_postgres::Error> {
-    // A fixed key order keeps concurrent writers from deadlocking.
+impl CopyBackoff {
+    /// Whether this large batch tries `COPY`.
+    fn attempt(&mut self) -> bool {
+        match self.skip {
+            0 => true,
+            _ => {
+                self.skip -= 1;
+                false
+            }
+        }
+    }
+
+    fn committed(&mut self) {
+        self.next = 0;
+    }
+
+    fn clashed(&mut self) {
+        self.next = (self.next * 2).clamp(1, MAX_SKIP);
+        self.skip = self.next;
+    }
+}
+
+/// The one key order every write follows, so concurrent writers cannot
+/// deadlock (see the module's documentation).
+fn in_key_order<'a>(records: &[&'a Record]) -> Vec<&'a Record> {
     let mut records = records.to_vec();
     records.sort_by(|a, b| {
         (&a.event.event_id, a.event.timestamp).cmp(&(&b.event.event_id, b.event.timestamp))
     });
-    let audit = AuditColumns::new(&records);
-    let billing = BillingColumns::new(&records);
-    let fraud = FraudColumns::new(&records);
+    records
+}
+
+/// The statements of [`Store::insert`]: the three tables in one transaction,
+/// `records` in key order.
+async fn insert(
+    client: &mut Client,
+    records: &[&Record],
+) -> Result<Inserted, tokio_postgres::Error> {
+    let audit = AuditColumns::new(records);
+    let billing = BillingColumns::new(records);
+    let fraud = FraudColumns::new(records);
 
     let audit_params = audit.params();
     let tx = client.transaction().await?;
     // Issued together, the statements share network round trips.
-    let (audit_rows, billing_rows, fraud_rows) = tokio::try_join!(
+    let written = tokio::try_join!(
         run(&tx, &AUDIT, &audit_params),
         async {
             match billing.event_id.is_empty() {
@@ -165,13 +296,193 @@ async fn insert(
                 false => run(&tx, &FRAUD, &fraud.params()).await,
             }
         },
-    )?;
-    tx.commit().await?;
+    );
+    let (audit_rows, billing_rows, fraud_rows) = end(tx, written).await?;
     Ok(Inserted {
         audit: audit_rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
         billing: billing_rows.iter().map(|r| r.get(0)).collect(),
         fraud: fraud_rows.iter().map(|r| r.get(0)).collect(),
+        ..Inserted::default()
     })
+}
+
+const COPY_AUDIT: &str = "COPY audit.audit_events
+    (event_id, event_type, time_stamp, originating_service, session_id, details)
+    FROM STDIN (FORMAT binary)";
+
+const AUDIT_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMP,
+    Type::TEXT,
+    Type::TEXT,
+    Type::JSONB,
+];
+
+const COPY_BILLING: &str = "COPY billing.billing_events
+    (event_id, time_stamp, session_id, hashed_persistent_id, request_id, idp_entity_id,
+     minimum_level_of_assurance, preferred_level_of_assurance, provided_level_of_assurance,
+     transaction_entity_id)
+    FROM STDIN (FORMAT binary)";
+
+const BILLING_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TIMESTAMP,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+const COPY_FRAUD: &str = "COPY billing.fraud_events
+    (event_id, time_stamp, session_id, hashed_persistent_id, request_id, entity_id,
+     fraud_event_id, fraud_indicator, transaction_entity_id)
+    FROM STDIN (FORMAT binary)";
+
+const FRAUD_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TIMESTAMP,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+/// The optimistic way of [`Store::insert`]: every row by binary `COPY`, the
+/// three tables in one transaction, `records` in key order. Fails with
+/// 23505 if any row clashes; then nothing is written.
+async fn copy(client: &mut Client, records: &[&Record]) -> Result<(), tokio_postgres::Error> {
+    let has_billing = records
+        .iter()
+        .any(|r| matches!(r.extra, Some(ExtraRow::Billing(_))));
+    let has_fraud = records
+        .iter()
+        .any(|r| matches!(r.extra, Some(ExtraRow::Fraud(_))));
+    let tx = client.transaction().await?;
+    // Prepared together (one round trip), inside the transaction. Each is
+    // closed (Close, Sync) when dropped: below, before COMMIT or ROLLBACK.
+    let prepare = async |wanted: bool, sql: &str| match wanted {
+        true => tx.prepare(sql).await.map(Some),
+        false => Ok(None),
+    };
+    let written = async {
+        let (audit, billing, fraud) = tokio::try_join!(
+            prepare(true, COPY_AUDIT),
+            prepare(has_billing, COPY_BILLING),
+            prepare(has_fraud, COPY_FRAUD),
+        )?;
+        let copied = copy_rows(&tx, records, [&audit, &billing, &fraud]).await;
+        drop((audit, billing, fraud));
+        copied
+    }
+    .await;
+    end(tx, written).await
+}
+
+/// Ends `tx`: COMMIT if `written` succeeded, else ROLLBACK, awaited.
+/// (Dropped, a tokio-postgres transaction sends its ROLLBACK without waiting
+/// for the answer, and the next call's BEGIN follows right behind it;
+/// PgBouncer in transaction mode hands the server connection on at the
+/// ROLLBACK's answer, and the BEGIN's answer is lost: the client waits
+/// for ever.)
+async fn end<T>(
+    tx: Transaction<'_>,
+    written: Result<T, tokio_postgres::Error>,
+) -> Result<T, tokio_postgres::Error> {
+    match written {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The write's error is the one to report; if the connection is
+            // gone, so is the transaction.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// The `COPY`s of [`copy`], each table whose statement was prepared.
+async fn copy_rows(
+    tx: &Transaction<'_>,
+    records: &[&Record],
+    [audit, billing, fraud]: [&Option<Statement>; 3],
+) -> Result<(), tokio_postgres::Error> {
+    {
+        if let Some(s) = audit {
+            let mut rows = pin!(BinaryCopyInWriter::new(tx.copy_in(s).await?, AUDIT_TYPES));
+            for r in records {
+                let e = &r.event;
+                // Binary jsonb: a version byte, then the same JSON text the
+                // statement sends, so the same parser stores the same value.
+                let details = Json(&e.details);
+                let row: [Param; 6] = [
+                    &e.event_id,
+                    &e.event_type,
+                    &e.timestamp,
+                    &e.originating_service,
+                    &e.session_id,
+                    &details,
+                ];
+                rows.as_mut().write(&row).await?;
+            }
+            rows.finish().await?;
+        }
+        if let Some(s) = billing {
+            let mut rows = pin!(BinaryCopyInWriter::new(tx.copy_in(s).await?, BILLING_TYPES));
+            for r in records {
+                let Some(ExtraRow::Billing(b)) = &r.extra else {
+                    continue;
+                };
+                let e = &r.event;
+                let row: [Param; 10] = [
+                    &e.event_id,
+                    &e.timestamp,
+                    &e.session_id,
+                    &b.hashed_persistent_id,
+                    &b.request_id,
+                    &b.idp_entity_id,
+                    &b.minimum_level_of_assurance,
+                    &b.preferred_level_of_assurance,
+                    &b.provided_level_of_assurance,
+                    &b.transaction_entity_id,
+                ];
+                rows.as_mut().write(&row).await?;
+            }
+            rows.finish().await?;
+        }
+        if let Some(s) = fraud {
+            let mut rows = pin!(BinaryCopyInWriter::new(tx.copy_in(s).await?, FRAUD_TYPES));
+            for r in records {
+                let Some(ExtraRow::Fraud(f)) = &r.extra else {
+                    continue;
+                };
+                let e = &r.event;
+                let row: [Param; 9] = [
+                    &e.event_id,
+                    &e.timestamp,
+                    &e.session_id,
+                    &f.hashed_persistent_id,
+                    &f.request_id,
+                    &f.entity_id,
+                    &f.fraud_event_id,
+                    &f.fraud_indicator,
+                    &f.transaction_entity_id,
+                ];
+                rows.as_mut().write(&row).await?;
+            }
+            rows.finish().await?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs `insert` as an unnamed statement with its parameter types.

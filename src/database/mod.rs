@@ -95,6 +95,17 @@ pub struct Store {
     /// Set when an error said the connection is of no more use, before the
     /// client itself may have noticed.
     lost: Option<Lost>,
+    /// What the events' statements remember between calls (see `store`).
+    pub(crate) copy: CopyBackoff,
+}
+
+/// How many more large batches skip the events' optimistic `COPY` (see
+/// `store`) because recent ones met duplicates, and how many the next
+/// duplicate will make skip. Kept per connection; a new one starts eager.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CopyBackoff {
+    pub(crate) skip: u32,
+    pub(crate) next: u32,
 }
 
 /// Why a [`Store`] is of no more use.
@@ -109,7 +120,11 @@ pub enum Lost {
 impl Store {
     /// Wraps a connected client. Nothing is sent to the server.
     pub fn new(client: Client) -> Self {
-        Self { client, lost: None }
+        Self {
+            client,
+            lost: None,
+            copy: CopyBackoff::default(),
+        }
     }
 
     /// True once the connection is of no more use: the server or the network
