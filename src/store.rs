@@ -4,16 +4,18 @@
 //! - the statement: one `INSERT ... SELECT ... FROM unnest(arrays) ON
 //!   CONFLICT DO NOTHING RETURNING` per table whatever the number of rows,
 //!   which skips rows already there and says which were new;
-//! - for batches of [`COPY_FROM`] records or more, first an optimistic binary
-//!   `COPY` into the same tables. `COPY` inserts rows a page at a time (one
-//!   WAL record per page, no speculative insertion), but has no `ON
-//!   CONFLICT`: if it commits, every row was new; if a row clashes (already
-//!   stored, or twice in the batch: 23505), the transaction rolls back and
-//!   the statement runs in a new one, so duplicates are found and reported
-//!   exactly as the statement alone does. After a clash the next large
-//!   batches go straight to the statement, more of them after each further
-//!   clash (a re-run import or a redelivered backlog is mostly duplicates),
-//!   until a `COPY` commits again.
+//! - for batches of [`COPY_FROM`] records or more, first an optimistic
+//!   write with no conflict check: the audit rows (most rows) by binary
+//!   `COPY`, which inserts a page at a time (one WAL record per page, no
+//!   speculative insertion), the billing and fraud rows by plain inserts.
+//!   If it commits, every row was new (the primary keys say so) and nothing
+//!   needs returning; if a row clashes (already stored, or twice in the
+//!   batch: 23505), the transaction rolls back and the statement writes the
+//!   batch in a new one, so duplicates are found and reported exactly as by
+//!   the statement alone. After a clash, `COPY` waits until the statement has
+//!   written a large batch without a duplicate (more of them in a row after
+//!   each further clash), so while duplicates keep coming (a re-run import,
+//!   a redelivered backlog) no `COPY` is wasted.
 //!
 //! Both write the rows in one key order (event ID, then timestamp; audit,
 //! then billing, then fraud), so concurrent writers wait for each other but
@@ -24,9 +26,10 @@
 //! are unnamed and their parameter types are sent with them (parse, bind and
 //! execute in one round trip). tokio-postgres runs `COPY` only as a named
 //! prepared statement; here it is prepared inside the transaction and
-//! closed (Close, Sync) before `COMMIT` or `ROLLBACK`, so the server
-//! connection holds no statement when PgBouncer (transaction mode) hands it
-//! to another client, and no name can clash with another client's. RDS
+//! closed (Close, Sync) before `COMMIT`, so the server connection holds no
+//! statement when PgBouncer (transaction mode) hands it to another client,
+//! and no name can clash with another client's. A transaction always ends
+//! (its `COMMIT` or `ROLLBACK` answered) before the next one is sent. RDS
 //! Proxy: AWS lists what pins a PostgreSQL session (SET, prepared
 //! statements, temporary tables, cursors, DISCARD, LISTEN, loading a library,
 //! nextval/setval, advisory locks, and for every engine a statement text
@@ -48,7 +51,7 @@ use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{IsNull, Json, ToSql, Type, to_sql_checked};
-use tokio_postgres::{Client, Row, Statement, Transaction};
+use tokio_postgres::{Client, Row, Transaction};
 
 pub use crate::database::Store;
 use crate::database::{CopyBackoff, DbError};
@@ -60,12 +63,13 @@ use crate::route::{ExtraRow, Record};
 /// Chosen from `cargo bench --bench throughput` (README, Benchmarks).
 pub const COPY_FROM: usize = 500;
 
-/// The most large batches that go straight to the statement after a `COPY`
-/// met a duplicate (the wait doubles from 1 with each clash in a row). A
-/// failed `COPY` costs about a statement's time; one in this many is lost
-/// in the noise, and the fast path comes back within this many batches
-/// once the duplicates stop.
-const MAX_SKIP: u32 = 128;
+/// The most clean large batches in a row the statement must write after
+/// `COPY`s met duplicates before `COPY` is tried again (1 after the first
+/// clash, doubling with each further one until a `COPY` commits). While
+/// duplicates keep coming (a re-run import, a redelivered backlog) every
+/// batch has some and `COPY` is not tried at all; a batch that clashes by
+/// chance (a stray redelivery) costs one `COPY` and one clean batch.
+const MAX_CLEAN_NEEDED: u32 = 64;
 
 /// One insert statement with the type of each `$n`.
 struct Insert {
@@ -130,24 +134,53 @@ const INSERT_AUDIT: &str = "
     ON CONFLICT DO NOTHING
     RETURNING event_id, time_stamp";
 
-const INSERT_BILLING: &str = "
+macro_rules! insert_billing {
+    () => {
+        "
     INSERT INTO billing.billing_events
         (event_id, time_stamp, session_id, hashed_persistent_id, request_id, idp_entity_id,
          minimum_level_of_assurance, preferred_level_of_assurance, provided_level_of_assurance,
          transaction_entity_id)
     SELECT * FROM unnest($1::text[], $2::timestamp[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
-    ON CONFLICT DO NOTHING
-    RETURNING event_id";
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])"
+    };
+}
 
-const INSERT_FRAUD: &str = "
+macro_rules! insert_fraud {
+    () => {
+        "
     INSERT INTO billing.fraud_events
         (event_id, time_stamp, session_id, hashed_persistent_id, request_id, entity_id,
          fraud_event_id, fraud_indicator, transaction_entity_id)
     SELECT * FROM unnest($1::text[], $2::timestamp[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::text[])
+                         $6::text[], $7::text[], $8::text[], $9::text[])"
+    };
+}
+
+const INSERT_BILLING: &str = concat!(
+    insert_billing!(),
+    "
     ON CONFLICT DO NOTHING
-    RETURNING event_id";
+    RETURNING event_id"
+);
+
+const INSERT_FRAUD: &str = concat!(
+    insert_fraud!(),
+    "
+    ON CONFLICT DO NOTHING
+    RETURNING event_id"
+);
+
+/// The optimistic path's inserts: no conflict check, nothing returned.
+const BILLING_NEW: Insert = Insert {
+    sql: insert_billing!(),
+    types: BILLING.types,
+};
+
+const FRAUD_NEW: Insert = Insert {
+    sql: insert_fraud!(),
+    types: FRAUD.types,
+};
 
 /// Keys of the rows a call actually inserted (absent ones already existed).
 #[derive(Debug, Default)]
@@ -174,6 +207,11 @@ pub enum Path {
 }
 
 impl Inserted {
+    /// The rows inserted, if not all (a `COPY`'s).
+    fn rows(&self) -> usize {
+        self.audit.len() + self.billing.len() + self.fraud.len()
+    }
+
     /// The way the rows were written.
     pub fn path(&self) -> Path {
         self.path
@@ -205,7 +243,10 @@ impl Store {
         let records = in_key_order(records);
         let mut path = Path::Statement;
         if records.len() >= COPY_FROM && self.copy.attempt() {
-            match self.run(async |client| copy(client, &records).await).await {
+            match self
+                .run_to_the_end(async |client| copy(client, &records).await)
+                .await
+            {
                 Ok(()) => {
                     self.copy.committed();
                     return Ok(Inserted {
@@ -225,6 +266,9 @@ impl Store {
             .run(async |client| insert(client, &records).await)
             .await?;
         inserted.path = path;
+        if records.len() >= COPY_FROM {
+            self.copy.written(inserted.rows() == rows(&records));
+        }
         Ok(inserted)
     }
 
@@ -239,24 +283,31 @@ impl Store {
 
 impl CopyBackoff {
     /// Whether this large batch tries `COPY`.
-    fn attempt(&mut self) -> bool {
-        match self.skip {
-            0 => true,
-            _ => {
-                self.skip -= 1;
-                false
-            }
-        }
+    fn attempt(&self) -> bool {
+        self.clean >= self.needed
     }
 
     fn committed(&mut self) {
-        self.next = 0;
+        *self = CopyBackoff::default();
     }
 
     fn clashed(&mut self) {
-        self.next = (self.next * 2).clamp(1, MAX_SKIP);
-        self.skip = self.next;
+        self.needed = (self.needed * 2).clamp(1, MAX_CLEAN_NEEDED);
+        self.clean = 0;
     }
+
+    /// The statement wrote a large batch; `clean`: it had no duplicate.
+    fn written(&mut self, clean: bool) {
+        self.clean = match clean {
+            true => self.clean.saturating_add(1),
+            false => 0,
+        };
+    }
+}
+
+/// The rows `records` make (audit, billing, fraud).
+fn rows(records: &[&Record]) -> usize {
+    records.len() + records.iter().filter(|r| r.extra.is_some()).count()
 }
 
 /// The one key order every write follows, so concurrent writers cannot
@@ -306,86 +357,6 @@ async fn insert(
     })
 }
 
-const COPY_AUDIT: &str = "COPY audit.audit_events
-    (event_id, event_type, time_stamp, originating_service, session_id, details)
-    FROM STDIN (FORMAT binary)";
-
-const AUDIT_TYPES: &[Type] = &[
-    Type::TEXT,
-    Type::TEXT,
-    Type::TIMESTAMP,
-    Type::TEXT,
-    Type::TEXT,
-    Type::JSONB,
-];
-
-const COPY_BILLING: &str = "COPY billing.billing_events
-    (event_id, time_stamp, session_id, hashed_persistent_id, request_id, idp_entity_id,
-     minimum_level_of_assurance, preferred_level_of_assurance, provided_level_of_assurance,
-     transaction_entity_id)
-    FROM STDIN (FORMAT binary)";
-
-const BILLING_TYPES: &[Type] = &[
-    Type::TEXT,
-    Type::TIMESTAMP,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-];
-
-const COPY_FRAUD: &str = "COPY billing.fraud_events
-    (event_id, time_stamp, session_id, hashed_persistent_id, request_id, entity_id,
-     fraud_event_id, fraud_indicator, transaction_entity_id)
-    FROM STDIN (FORMAT binary)";
-
-const FRAUD_TYPES: &[Type] = &[
-    Type::TEXT,
-    Type::TIMESTAMP,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-];
-
-/// The optimistic way of [`Store::insert`]: every row by binary `COPY`, the
-/// three tables in one transaction, `records` in key order. Fails with
-/// 23505 if any row clashes; then nothing is written.
-async fn copy(client: &mut Client, records: &[&Record]) -> Result<(), tokio_postgres::Error> {
-    let has_billing = records
-        .iter()
-        .any(|r| matches!(r.extra, Some(ExtraRow::Billing(_))));
-    let has_fraud = records
-        .iter()
-        .any(|r| matches!(r.extra, Some(ExtraRow::Fraud(_))));
-    let tx = client.transaction().await?;
-    // Prepared together (one round trip), inside the transaction. Each is
-    // closed (Close, Sync) when dropped: below, before COMMIT or ROLLBACK.
-    let prepare = async |wanted: bool, sql: &str| match wanted {
-        true => tx.prepare(sql).await.map(Some),
-        false => Ok(None),
-    };
-    let written = async {
-        let (audit, billing, fraud) = tokio::try_join!(
-            prepare(true, COPY_AUDIT),
-            prepare(has_billing, COPY_BILLING),
-            prepare(has_fraud, COPY_FRAUD),
-        )?;
-        let copied = copy_rows(&tx, records, [&audit, &billing, &fraud]).await;
-        drop((audit, billing, fraud));
-        copied
-    }
-    .await;
-    end(tx, written).await
-}
-
 /// Ends `tx`: COMMIT if `written` succeeded, else ROLLBACK, awaited.
 /// (Dropped, a tokio-postgres transaction sends its ROLLBACK without waiting
 /// for the answer, and the next call's BEGIN follows right behind it;
@@ -410,79 +381,109 @@ async fn end<T>(
     }
 }
 
-/// The `COPY`s of [`copy`], each table whose statement was prepared.
-async fn copy_rows(
-    tx: &Transaction<'_>,
+const COPY_AUDIT: &str = "COPY audit.audit_events
+    (event_id, event_type, time_stamp, originating_service, session_id, details)
+    FROM STDIN (FORMAT binary)";
+
+const AUDIT_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMP,
+    Type::TEXT,
+    Type::TEXT,
+    Type::JSONB,
+];
+
+/// The optimistic way of [`Store::insert`], `records` in key order: the
+/// audit rows by binary `COPY` (most of the rows), then the billing and
+/// fraud rows by plain inserts (no conflict check, nothing returned), in one
+/// transaction. Fails (23505) if any row clashes; then nothing is written.
+///
+/// Three round trips, as many as the statement's: `BEGIN` with the `COPY`'s
+/// prepare; the `COPY`'s start; then the rows, the inserts, the statement's
+/// Close and `COMMIT`, sent one after the other without waiting. If
+/// anything before it failed, the server answers that `COMMIT` with a
+/// rollback, so the transaction always ends within the call, before the
+/// next one begins (PgBouncer in transaction mode hands the server
+/// connection on at its answer). tokio-postgres runs `COPY` only as a named
+/// prepared statement: this one is closed before the `COMMIT`. A call
+/// dropped half-way would leave the session in the transaction: the caller
+/// ([`Store::insert`]) marks the connection lost until the call ends.
+async fn copy(client: &mut Client, records: &[&Record]) -> Result<(), tokio_postgres::Error> {
+    let client = &*client;
+    let billing = BillingColumns::new(records);
+    let fraud = FraudColumns::new(records);
+    let (begun, statement) =
+        tokio::join!(client.batch_execute("BEGIN"), client.prepare(COPY_AUDIT));
+    begun?;
+    let started = match statement {
+        Ok(statement) => client
+            .copy_in::<_, bytes::Bytes>(&statement)
+            .await
+            .map(|sink| (statement, sink)),
+        Err(e) => Err(e),
+    };
+    let (statement, sink) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            // A statement that failed to prepare was dropped above and is
+            // closed before this.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+    };
+    let optional =
+        async |columns_empty: bool, insert: &Insert, params: &[Param<'_>]| match columns_empty {
+            true => Ok(()),
+            false => {
+                let typed: Vec<(Param, Type)> = params
+                    .iter()
+                    .zip(insert.types)
+                    .map(|(p, t)| (*p, t.clone()))
+                    .collect();
+                client.query_typed(insert.sql, &typed).await.map(drop)
+            }
+        };
+    let (billing_params, fraud_params) = (billing.params(), fraud.params());
+    // Polled in this order, each queues its messages behind the COPY's rows.
+    let (copied, billed, frauds, committed) = tokio::join!(
+        copy_audit(sink, records),
+        optional(billing.event_id.is_empty(), &BILLING_NEW, &billing_params),
+        optional(fraud.event_id.is_empty(), &FRAUD_NEW, &fraud_params),
+        async {
+            drop(statement);
+            client.batch_execute("COMMIT").await
+        },
+    );
+    copied?;
+    billed?;
+    frauds?;
+    committed
+}
+
+/// The audit rows into a started `COPY`.
+async fn copy_audit(
+    sink: tokio_postgres::CopyInSink<bytes::Bytes>,
     records: &[&Record],
-    [audit, billing, fraud]: [&Option<Statement>; 3],
 ) -> Result<(), tokio_postgres::Error> {
-    {
-        if let Some(s) = audit {
-            let mut rows = pin!(BinaryCopyInWriter::new(tx.copy_in(s).await?, AUDIT_TYPES));
-            for r in records {
-                let e = &r.event;
-                // Binary jsonb: a version byte, then the same JSON text the
-                // statement sends, so the same parser stores the same value.
-                let details = Json(&e.details);
-                let row: [Param; 6] = [
-                    &e.event_id,
-                    &e.event_type,
-                    &e.timestamp,
-                    &e.originating_service,
-                    &e.session_id,
-                    &details,
-                ];
-                rows.as_mut().write(&row).await?;
-            }
-            rows.finish().await?;
-        }
-        if let Some(s) = billing {
-            let mut rows = pin!(BinaryCopyInWriter::new(tx.copy_in(s).await?, BILLING_TYPES));
-            for r in records {
-                let Some(ExtraRow::Billing(b)) = &r.extra else {
-                    continue;
-                };
-                let e = &r.event;
-                let row: [Param; 10] = [
-                    &e.event_id,
-                    &e.timestamp,
-                    &e.session_id,
-                    &b.hashed_persistent_id,
-                    &b.request_id,
-                    &b.idp_entity_id,
-                    &b.minimum_level_of_assurance,
-                    &b.preferred_level_of_assurance,
-                    &b.provided_level_of_assurance,
-                    &b.transaction_entity_id,
-                ];
-                rows.as_mut().write(&row).await?;
-            }
-            rows.finish().await?;
-        }
-        if let Some(s) = fraud {
-            let mut rows = pin!(BinaryCopyInWriter::new(tx.copy_in(s).await?, FRAUD_TYPES));
-            for r in records {
-                let Some(ExtraRow::Fraud(f)) = &r.extra else {
-                    continue;
-                };
-                let e = &r.event;
-                let row: [Param; 9] = [
-                    &e.event_id,
-                    &e.timestamp,
-                    &e.session_id,
-                    &f.hashed_persistent_id,
-                    &f.request_id,
-                    &f.entity_id,
-                    &f.fraud_event_id,
-                    &f.fraud_indicator,
-                    &f.transaction_entity_id,
-                ];
-                rows.as_mut().write(&row).await?;
-            }
-            rows.finish().await?;
-        }
-        Ok(())
+    let mut rows = pin!(BinaryCopyInWriter::new(sink, AUDIT_TYPES));
+    for r in records {
+        let e = &r.event;
+        // Binary jsonb: a version byte, then the same JSON text the
+        // statement sends, so the same parser stores the same value.
+        let details = Json(&e.details);
+        let row: [Param; 6] = [
+            &e.event_id,
+            &e.event_type,
+            &e.timestamp,
+            &e.originating_service,
+            &e.session_id,
+            &details,
+        ];
+        rows.as_mut().write(&row).await?;
     }
+    rows.finish().await?;
+    Ok(())
 }
 
 /// Runs `insert` as an unnamed statement with its parameter types.

@@ -99,13 +99,15 @@ pub struct Store {
     pub(crate) copy: CopyBackoff,
 }
 
-/// How many more large batches skip the events' optimistic `COPY` (see
-/// `store`) because recent ones met duplicates, and how many the next
-/// duplicate will make skip. Kept per connection; a new one starts eager.
+/// Whether the events' next large batch tries the optimistic `COPY` (see
+/// `store`): after a `COPY` met a duplicate, only once `needed` large
+/// batches in a row were written by the statement without one (a `COPY`
+/// would have committed), `needed` doubling with each clash until a `COPY`
+/// commits. Kept per connection; a new one starts eager.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct CopyBackoff {
-    pub(crate) skip: u32,
-    pub(crate) next: u32,
+    pub(crate) needed: u32,
+    pub(crate) clean: u32,
 }
 
 /// Why a [`Store`] is of no more use.
@@ -136,6 +138,20 @@ impl Store {
     /// Why the connection is of no more use, if an error said so.
     pub fn lost(&self) -> Option<Lost> {
         self.lost
+    }
+
+    /// [`Store::run`] for statements that leave the session inside a
+    /// transaction if they stop half-way: until they end, the connection
+    /// counts as lost, so if the call is dropped before its end (a deadline),
+    /// the connection is replaced, not used again.
+    pub(crate) async fn run_to_the_end<T>(
+        &mut self,
+        statements: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, DbError> {
+        let before = self.lost.replace(Lost::Gone);
+        let outcome = statements(&mut self.client).await;
+        self.lost = before;
+        self.run(async |_| outcome).await
     }
 
     /// Runs `statements` on the connection. Every statement goes through

@@ -153,50 +153,35 @@ async fn a_duplicate_in_a_large_batch_falls_back_and_is_reported_as_before() {
 }
 
 #[tokio::test]
-async fn after_clashes_large_batches_skip_copy_for_a_while_then_try_again() {
+async fn after_a_clash_copy_waits_for_clean_batches() {
     let db = TestDb::new().await;
     let mut store = db.store().await;
     let first = records(&events("r", 0..LARGE));
-    assert_eq!(insert(&mut store, &first).await, (Path::Copy, LARGE));
-    // Redelivered: clash, then skip 1; clash, skip 2; clash, skip 4.
-    let mut paths = Vec::new();
-    for _ in 0..10 {
-        let (path, new) = insert(&mut store, &first).await;
-        assert_eq!(new, 0);
-        paths.push(path);
-    }
+    let fresh = |n: usize| records(&events(&format!("n{n}"), 0..LARGE));
     use Path::*;
-    assert_eq!(
-        paths,
-        [
-            CopyThenStatement,
-            Statement,
-            CopyThenStatement,
-            Statement,
-            Statement,
-            CopyThenStatement,
-            Statement,
-            Statement,
-            Statement,
-            Statement,
-        ]
-    );
-    // New events again: the next try commits and the wait is forgotten.
-    assert_eq!(
-        insert(&mut store, &records(&events("n", 0..LARGE))).await,
-        (Copy, LARGE)
-    );
-    assert_eq!(
-        insert(&mut store, &records(&events("o", 0..LARGE))).await,
-        (Copy, LARGE)
-    );
-    assert_eq!(insert(&mut store, &first).await.0, CopyThenStatement);
-    // One clash after a commit waits one batch only.
-    assert_eq!(insert(&mut store, &first).await.0, Statement);
-    assert_eq!(
-        insert(&mut store, &records(&events("p", 0..LARGE))).await,
-        (Copy, LARGE)
-    );
+    assert_eq!(insert(&mut store, &first).await, (Copy, LARGE));
+    // Redelivered: one clash, then the statement while duplicates come.
+    assert_eq!(insert(&mut store, &first).await, (CopyThenStatement, 0));
+    for _ in 0..5 {
+        assert_eq!(insert(&mut store, &first).await, (Statement, 0));
+    }
+    // One batch without duplicates, then COPY again; it clashes: two clean
+    // batches needed now.
+    assert_eq!(insert(&mut store, &fresh(1)).await, (Statement, LARGE));
+    assert_eq!(insert(&mut store, &first).await, (CopyThenStatement, 0));
+    assert_eq!(insert(&mut store, &fresh(2)).await, (Statement, LARGE));
+    assert_eq!(insert(&mut store, &fresh(3)).await, (Statement, LARGE));
+    assert_eq!(insert(&mut store, &fresh(4)).await, (Copy, LARGE));
+    // A commit forgets the clashes: one clean batch is enough again.
+    assert_eq!(insert(&mut store, &first).await, (CopyThenStatement, 0));
+    assert_eq!(insert(&mut store, &fresh(5)).await, (Statement, LARGE));
+    assert_eq!(insert(&mut store, &fresh(6)).await, (Copy, LARGE));
+    // Small batches change nothing.
+    assert_eq!(insert(&mut store, &first).await, (CopyThenStatement, 0));
+    let small = records(&events("s", 0..10));
+    assert_eq!(insert(&mut store, &small).await, (Statement, 10));
+    assert_eq!(insert(&mut store, &fresh(7)).await, (Statement, LARGE));
+    assert_eq!(insert(&mut store, &fresh(8)).await, (Copy, LARGE));
 }
 
 /// A trigger that refuses (RAISE) billing rows whose event id is `poison…`.
