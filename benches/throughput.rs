@@ -20,6 +20,12 @@
 //! so one stall does not swing it. CPU and WAL are totals over all batches
 //! divided by all events (a duplicate counts as an event).
 //!
+//! Every way writes the same tables, each with event IDs of its own
+//! (`bench-<way>…`); `COPY`'s sort last, so its new index entries go to the
+//! rightmost leaf pages, which PostgreSQL's B-tree fills fastest: if
+//! anything, the limit is flattered. The store's column from 500 events is
+//! its `COPY` path (`store::COPY_FROM`).
+//!
 //! Knobs: `EVENT_RECORDER_BENCH_SIZES` (comma-separated batch sizes, default
 //! `10,100,1000,10000`), `EVENT_RECORDER_BENCH_MIXES` (`0`, `1`, `100`:
 //! percent of duplicates, default all three), `EVENT_RECORDER_BENCH_SCALE`

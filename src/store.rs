@@ -426,8 +426,8 @@ async fn copy(client: &mut Client, records: &[&Record]) -> Result<(), tokio_post
     let (statement, sink) = match started {
         Ok(started) => started,
         Err(e) => {
-            // A statement that failed to prepare was dropped above and is
-            // closed before this.
+            // If the COPY failed to start, its statement was dropped above:
+            // its Close goes before this.
             let _ = client.batch_execute("ROLLBACK").await;
             return Err(e);
         }
