@@ -366,3 +366,34 @@ async fn no_statement_outlives_a_copy_on_a_direct_connection() {
         .get::<_, i64>(0);
     assert_eq!(count, 0);
 }
+
+/// A refused row through PgBouncer in transaction mode: the recorder's
+/// halving runs transaction after transaction on a shared server connection,
+/// each failed one rolled back before the next begins, on both paths.
+#[tokio::test]
+async fn a_refused_row_through_pgbouncer_fails_alone_on_both_paths() {
+    let db = TestDb::new().await;
+    refuse_poison(&db).await;
+    let dbname = db.config.get_dbname().unwrap().to_owned();
+    let bouncer = PgBouncer::start(&server::shared().admin_config(), 1)
+        .unwrap_or_else(|e| panic!("PgBouncer did not start: {e}"));
+    let mut store = Store::new(connect(&bouncer.config(&dbname)).await);
+    let recorder = Recorder::new(key());
+    for (name, size) in [("small", 20), ("large", LARGE)] {
+        let mut batch = events(name, 0..size);
+        batch[size / 3] = billing_event(&format!("poison-{name}"));
+        let mut sqs = Batch::default();
+        for (i, e) in batch.iter().enumerate() {
+            sqs = sqs.event(&format!("{name}{i}"), e);
+        }
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            recorder.record_batch(&mut store, &sqs.messages()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name}: no answer\n{}", bouncer.log()));
+        assert_eq!(r.failed, [format!("{name}{}", size / 3)], "{name}");
+        assert_eq!(r.stored, size - 1, "{name}");
+    }
+    assert_eq!(db.row_counts().await[0] as usize, 20 - 1 + LARGE - 1);
+}
