@@ -6,14 +6,20 @@
 //! Run: `cargo bench --bench throughput`. For each batch size and mix it
 //! prints, per way of writing: events per second, that as a share of binary
 //! `COPY`, and what the PostgreSQL server spent per event: the backend's CPU
-//! time (utime + stime of the backend processes serving the bench database,
-//! read from /proc before and after each batch: the server runs on this
-//! machine) and WAL bytes (`pg_current_wal_insert_lsn()` before and after).
+//! time (of the backend processes serving the bench database, read from
+//! /proc before and after each batch: the server runs on this machine) and
+//! WAL bytes (`pg_current_wal_insert_lsn()` before and after).
+//! The CPU time in the main table is the scheduler's (`/proc/<pid>/schedstat`,
+//! nanoseconds); utime + stime count 10 ms ticks, too coarse for batches of a
+//! few ms (the same code measured 8 and 12 µs per event in two ways of one
+//! run), and follow in a second table.
+//!
 //! The ways: `Store::insert` directly and through PgBouncer in transaction
 //! mode; `Store::insert_statement`, the statement alone (the store before
-//! its `COPY` path), the same two ways; and the limit they are measured against: the same number of rows,
-//! all new, loaded by binary `COPY` (one transaction per batch, the tables
-//! and the key order the store uses, no conflict check, nothing returned).
+//! its `COPY` path), the same two ways; and the limit they are measured
+//! against: the same number of rows, all new, loaded by binary `COPY` (one
+//! transaction per batch, the tables and the key order the store uses, no
+//! conflict check, nothing returned).
 //! The full path (decrypt, parse, route, store) is measured for the mix
 //! without duplicates. The ways take turns batch by batch, so a busy machine
 //! slows them alike; each rate is the batch size over the median batch time,
@@ -165,6 +171,7 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
 struct Spent {
     times: Vec<Duration>,
     cpu_ticks: u64,
+    cpu_ns: u64,
     wal_bytes: i64,
     events: usize,
 }
@@ -175,8 +182,15 @@ impl Spent {
         size as f64 / self.times[self.times.len() / 2].as_secs_f64()
     }
 
-    fn cpu_us_per_event(&self) -> f64 {
+    /// From utime + stime (clock ticks of 10 ms: a batch's share is
+    /// sampled, so short batches come out uneven).
+    fn ticks_us_per_event(&self) -> f64 {
         self.cpu_ticks as f64 / clock_ticks() * 1e6 / self.events as f64
+    }
+
+    /// From the scheduler's run time (nanoseconds, /proc/<pid>/schedstat).
+    fn cpu_us_per_event(&self) -> f64 {
+        self.cpu_ns as f64 / 1e3 / self.events as f64
     }
 
     fn wal_per_event(&self) -> f64 {
@@ -201,11 +215,19 @@ fn cpu_ticks(pid: i32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
+/// Time a process has run on a CPU, in nanoseconds (0 once it is gone).
+fn run_ns(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The server's counters for the backends of `db`: WAL insert position and
 /// each backend's CPU ticks. Asked on the admin connection (another database).
 struct Counters {
     wal: i64,
-    cpu: Vec<(i32, u64)>,
+    cpu: Vec<(i32, u64, u64)>,
 }
 
 async fn counters(admin: &Client, db: &str) -> Counters {
@@ -221,19 +243,28 @@ async fn counters(admin: &Client, db: &str) -> Counters {
     let pids: Vec<i32> = row.get(1);
     Counters {
         wal: row.get(0),
-        cpu: pids.into_iter().map(|p| (p, cpu_ticks(p))).collect(),
+        cpu: pids
+            .into_iter()
+            .map(|p| (p, cpu_ticks(p), run_ns(p)))
+            .collect(),
     }
 }
 
 impl Counters {
-    /// CPU ticks and WAL bytes since `self`, for the backends seen then.
-    fn since(&self, admin_after: &Counters) -> (u64, i64) {
-        let cpu = self
+    /// CPU ticks, CPU nanoseconds and WAL bytes since `self`, for the
+    /// backends seen then.
+    fn since(&self, admin_after: &Counters) -> (u64, u64, i64) {
+        let ticks = self
             .cpu
             .iter()
-            .map(|(pid, before)| cpu_ticks(*pid).saturating_sub(*before))
+            .map(|(pid, before, _)| cpu_ticks(*pid).saturating_sub(*before))
             .sum();
-        (cpu, admin_after.wal - self.wal)
+        let ns = self
+            .cpu
+            .iter()
+            .map(|(pid, _, before)| run_ns(*pid).saturating_sub(*before))
+            .sum();
+        (ticks, ns, admin_after.wal - self.wal)
     }
 }
 
@@ -243,6 +274,7 @@ struct Case {
     full: Option<f64>,
     rates: Vec<f64>,
     cpu: Vec<f64>,
+    ticks: Vec<f64>,
     wal: Vec<f64>,
 }
 
@@ -300,6 +332,15 @@ async fn run(admin: Config, bouncer: &pgbouncer::PgBouncer) {
             Some(f) => println!(" | {f:.0} ({:.1}%)", f / copy * 100.0),
             None => println!(" | -"),
         }
+    }
+    println!();
+    println!("backend CPU µs/event from utime + stime (10 ms ticks), same order of ways");
+    for c in &cases {
+        print!("{:>6} | {:>4}", c.size, c.mix.name());
+        for t in &c.ticks {
+            print!(" | {t:>6.1}");
+        }
+        println!();
     }
 }
 
@@ -382,10 +423,11 @@ async fn case(
             }
             let elapsed = started.elapsed();
             let after = counters(client, &db).await;
-            let (cpu, wal) = before.since(&after);
+            let (ticks, ns, wal) = before.since(&after);
             let s = &mut spent[w];
             s.times.push(elapsed);
-            s.cpu_ticks += cpu;
+            s.cpu_ticks += ticks;
+            s.cpu_ns += ns;
             s.wal_bytes += wal;
             s.events += size;
         }
@@ -400,6 +442,7 @@ async fn case(
         mix,
         full,
         cpu: spent.iter().map(Spent::cpu_us_per_event).collect(),
+        ticks: spent.iter().map(Spent::ticks_us_per_event).collect(),
         wal: spent.iter().map(Spent::wal_per_event).collect(),
         rates,
     };
