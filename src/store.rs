@@ -1,25 +1,75 @@
-//! Writes records to PostgreSQL: one transaction per call, one statement per
-//! table whatever the number of rows (columns travel as arrays and are
-//! `unnest`ed), duplicates skipped by `ON CONFLICT DO NOTHING`.
+//! Writes records to PostgreSQL: one transaction per call, all or nothing.
+//! Two ways, the same rows and the same answer:
 //!
-//! Pooler-safe: nothing outlives a transaction on the server. Statements are
-//! unnamed and their parameter types are sent with them (parse, bind and
-//! execute in one round trip), so no named prepared statement, session
-//! setting, temp table or session lock is left for the next client of a
-//! PgBouncer (transaction mode) or RDS Proxy server connection, and RDS Proxy
-//! has no reason to pin the session.
+//! - the statement: one `INSERT ... SELECT ... FROM unnest(arrays) ON
+//!   CONFLICT DO NOTHING RETURNING` per table whatever the number of rows,
+//!   which skips rows already there and says which were new;
+//! - for batches of [`COPY_FROM`] records or more, first an optimistic
+//!   write with no conflict check: the audit rows (most rows) by binary
+//!   `COPY`, which inserts a page at a time (one WAL record per page, no
+//!   speculative insertion), the billing and fraud rows by plain inserts.
+//!   If it commits, every row was new (the primary keys say so) and nothing
+//!   needs returning; if a row clashes (already stored, or twice in the
+//!   batch: 23505), the transaction rolls back and the statement writes the
+//!   batch in a new one, so duplicates are found and reported exactly as by
+//!   the statement alone. After a clash, `COPY` waits until the statement has
+//!   written a large batch without a duplicate (more of them in a row after
+//!   each further clash), so while duplicates keep coming (a re-run import,
+//!   a redelivered backlog) no `COPY` is wasted.
+//!
+//! Both write the rows in one key order (event ID, then timestamp; audit,
+//! then billing, then fraud), so concurrent writers wait for each other but
+//! never deadlock: a writer only ever waits on a key after every smaller key
+//! it will write, so no two can each hold what the other waits for.
+//!
+//! Pooler-safe: nothing outlives a transaction on the server. The statements
+//! are unnamed and their parameter types are sent with them (parse, bind and
+//! execute in one round trip). tokio-postgres runs `COPY` only as a named
+//! prepared statement; here it is prepared inside the transaction and
+//! closed (Close, Sync) before `COMMIT`, so the server connection holds no
+//! statement when PgBouncer (transaction mode) hands it to another client,
+//! and no name can clash with another client's. A transaction always ends
+//! (its `COMMIT` or `ROLLBACK` answered) before the next one is sent. RDS
+//! Proxy: AWS lists what pins a PostgreSQL session (SET, prepared
+//! statements, temporary tables, cursors, DISCARD, LISTEN, loading a library,
+//! nextval/setval, advisory locks, and for every engine a statement text
+//! over 16 KB; "Avoiding pinning an RDS Proxy",
+//! https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-proxy-pinning.html).
+//! `COPY` itself is not on the list, its rows travel as CopyData messages
+//! (not statement text), and since November 2023 the proxy multiplexes the
+//! extended query protocol, tracking prepared statements itself; the one
+//! named statement is gone before the transaction ends either way, so the
+//! session carries nothing into the next one. No `SET`, temporary table or
+//! session lock is used.
 
 use std::collections::HashSet;
+
+use std::pin::pin;
 
 use bytes::{BufMut, BytesMut};
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
-use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{IsNull, Json, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Row, Transaction};
 
-use crate::database::DbError;
 pub use crate::database::Store;
+use crate::database::{CopyBackoff, DbError};
 use crate::route::{ExtraRow, Record};
+
+/// Batches of at least this many records try `COPY` first. Below it the
+/// statement alone is as fast or faster: `COPY` costs a round trip more
+/// (the prepare) and its page-at-a-time insert gains little on a few rows.
+/// Chosen from `cargo bench --bench throughput` (README, Benchmarks).
+pub const COPY_FROM: usize = 500;
+
+/// The most clean large batches in a row the statement must write after
+/// `COPY`s met duplicates before `COPY` is tried again (1 after the first
+/// clash, doubling with each further one until a `COPY` commits). While
+/// duplicates keep coming (a re-run import, a redelivered backlog) every
+/// batch has some and `COPY` is not tried at all; a batch that clashes by
+/// chance (a stray redelivery) costs one `COPY` and one clean batch.
+const MAX_CLEAN_NEEDED: u32 = 64;
 
 /// One insert statement with the type of each `$n`.
 struct Insert {
@@ -84,24 +134,53 @@ const INSERT_AUDIT: &str = "
     ON CONFLICT DO NOTHING
     RETURNING event_id, time_stamp";
 
-const INSERT_BILLING: &str = "
+macro_rules! insert_billing {
+    () => {
+        "
     INSERT INTO billing.billing_events
         (event_id, time_stamp, session_id, hashed_persistent_id, request_id, idp_entity_id,
          minimum_level_of_assurance, preferred_level_of_assurance, provided_level_of_assurance,
          transaction_entity_id)
     SELECT * FROM unnest($1::text[], $2::timestamp[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
-    ON CONFLICT DO NOTHING
-    RETURNING event_id";
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])"
+    };
+}
 
-const INSERT_FRAUD: &str = "
+macro_rules! insert_fraud {
+    () => {
+        "
     INSERT INTO billing.fraud_events
         (event_id, time_stamp, session_id, hashed_persistent_id, request_id, entity_id,
          fraud_event_id, fraud_indicator, transaction_entity_id)
     SELECT * FROM unnest($1::text[], $2::timestamp[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::text[])
+                         $6::text[], $7::text[], $8::text[], $9::text[])"
+    };
+}
+
+const INSERT_BILLING: &str = concat!(
+    insert_billing!(),
+    "
     ON CONFLICT DO NOTHING
-    RETURNING event_id";
+    RETURNING event_id"
+);
+
+const INSERT_FRAUD: &str = concat!(
+    insert_fraud!(),
+    "
+    ON CONFLICT DO NOTHING
+    RETURNING event_id"
+);
+
+/// The optimistic path's inserts: no conflict check, nothing returned.
+const BILLING_NEW: Insert = Insert {
+    sql: insert_billing!(),
+    types: BILLING.types,
+};
+
+const FRAUD_NEW: Insert = Insert {
+    sql: insert_fraud!(),
+    types: FRAUD.types,
+};
 
 /// Keys of the rows a call actually inserted (absent ones already existed).
 #[derive(Debug, Default)]
@@ -109,12 +188,42 @@ pub struct Inserted {
     audit: HashSet<(String, NaiveDateTime)>,
     billing: HashSet<String>,
     fraud: HashSet<String>,
+    /// Every row was new (a `COPY` committed): the sets are not filled.
+    all: bool,
+    path: Path,
+}
+
+/// The way a call wrote its rows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// The statement alone.
+    #[default]
+    Statement,
+    /// `COPY`: every row was new.
+    Copy,
+    /// `COPY` met a row already there (or one twice in the batch), was
+    /// rolled back, and the statement wrote the batch.
+    CopyThenStatement,
 }
 
 impl Inserted {
+    /// The rows inserted, if not all (a `COPY`'s).
+    fn rows(&self) -> usize {
+        self.audit.len() + self.billing.len() + self.fraud.len()
+    }
+
+    /// The way the rows were written.
+    pub fn path(&self) -> Path {
+        self.path
+    }
+
     /// True when every row of `record` was new. Each key is claimed once, so
     /// when a batch holds the same event twice the second copy is the duplicate.
     pub fn claim(&mut self, record: &Record) -> bool {
+        if self.all {
+            // A committed COPY had no duplicate, not even within the batch.
+            return true;
+        }
         let e = &record.event;
         let audit = self.audit.remove(&(e.event_id.clone(), e.timestamp));
         let extra = match &record.extra {
@@ -129,29 +238,102 @@ impl Inserted {
 /// The events' statements, on the connection type of `database`.
 impl Store {
     /// Inserts all rows of `records` in one transaction: all or nothing.
+    /// A large batch tries `COPY` first (see the module's documentation).
     pub async fn insert(&mut self, records: &[&Record]) -> Result<Inserted, DbError> {
-        self.run(async |client| insert(client, records).await).await
+        let records = in_key_order(records);
+        let mut path = Path::Statement;
+        if records.len() >= COPY_FROM && self.copy.attempt() {
+            match self
+                .run_to_the_end(async |client| copy(client, &records).await)
+                .await
+            {
+                Ok(()) => {
+                    self.copy.committed();
+                    return Ok(Inserted {
+                        all: true,
+                        path: Path::Copy,
+                        ..Inserted::default()
+                    });
+                }
+                Err(e) if e.conflict() => {
+                    self.copy.clashed();
+                    path = Path::CopyThenStatement;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut inserted = self
+            .run(async |client| insert(client, &records).await)
+            .await?;
+        inserted.path = path;
+        if records.len() >= COPY_FROM {
+            self.copy.written(inserted.rows() == rows(&records));
+        }
+        Ok(inserted)
+    }
+
+    /// [`Store::insert`] by the statement alone, whatever the batch size:
+    /// what `insert` falls back to (the benches compare the two).
+    pub async fn insert_statement(&mut self, records: &[&Record]) -> Result<Inserted, DbError> {
+        let records = in_key_order(records);
+        self.run(async |client| insert(client, &records).await)
+            .await
     }
 }
 
-/// The statements of [`Store::insert`]: the three tables in one transaction.
-async fn insert(
-    client: &mut Client,
-    records: &[&Record],
-) -> Result<Inserted, tokio_postgres::Error> {
-    // A fixed key order keeps concurrent writers from deadlocking.
+impl CopyBackoff {
+    /// Whether this large batch tries `COPY`.
+    fn attempt(&self) -> bool {
+        self.clean >= self.needed
+    }
+
+    fn committed(&mut self) {
+        *self = CopyBackoff::default();
+    }
+
+    fn clashed(&mut self) {
+        self.needed = (self.needed * 2).clamp(1, MAX_CLEAN_NEEDED);
+        self.clean = 0;
+    }
+
+    /// The statement wrote a large batch; `clean`: it had no duplicate.
+    fn written(&mut self, clean: bool) {
+        self.clean = match clean {
+            true => self.clean.saturating_add(1),
+            false => 0,
+        };
+    }
+}
+
+/// The rows `records` make (audit, billing, fraud).
+fn rows(records: &[&Record]) -> usize {
+    records.len() + records.iter().filter(|r| r.extra.is_some()).count()
+}
+
+/// The one key order every write follows, so concurrent writers cannot
+/// deadlock (see the module's documentation).
+fn in_key_order<'a>(records: &[&'a Record]) -> Vec<&'a Record> {
     let mut records = records.to_vec();
     records.sort_by(|a, b| {
         (&a.event.event_id, a.event.timestamp).cmp(&(&b.event.event_id, b.event.timestamp))
     });
-    let audit = AuditColumns::new(&records);
-    let billing = BillingColumns::new(&records);
-    let fraud = FraudColumns::new(&records);
+    records
+}
+
+/// The statements of [`Store::insert`]: the three tables in one transaction,
+/// `records` in key order.
+async fn insert(
+    client: &mut Client,
+    records: &[&Record],
+) -> Result<Inserted, tokio_postgres::Error> {
+    let audit = AuditColumns::new(records);
+    let billing = BillingColumns::new(records);
+    let fraud = FraudColumns::new(records);
 
     let audit_params = audit.params();
     let tx = client.transaction().await?;
     // Issued together, the statements share network round trips.
-    let (audit_rows, billing_rows, fraud_rows) = tokio::try_join!(
+    let written = tokio::try_join!(
         run(&tx, &AUDIT, &audit_params),
         async {
             match billing.event_id.is_empty() {
@@ -165,13 +347,143 @@ async fn insert(
                 false => run(&tx, &FRAUD, &fraud.params()).await,
             }
         },
-    )?;
-    tx.commit().await?;
+    );
+    let (audit_rows, billing_rows, fraud_rows) = end(tx, written).await?;
     Ok(Inserted {
         audit: audit_rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
         billing: billing_rows.iter().map(|r| r.get(0)).collect(),
         fraud: fraud_rows.iter().map(|r| r.get(0)).collect(),
+        ..Inserted::default()
     })
+}
+
+/// Ends `tx`: COMMIT if `written` succeeded, else ROLLBACK, awaited.
+/// (Dropped, a tokio-postgres transaction sends its ROLLBACK without waiting
+/// for the answer, and the next call's BEGIN follows right behind it;
+/// PgBouncer in transaction mode hands the server connection on at the
+/// ROLLBACK's answer, and the BEGIN's answer is lost: the client waits
+/// for ever.)
+async fn end<T>(
+    tx: Transaction<'_>,
+    written: Result<T, tokio_postgres::Error>,
+) -> Result<T, tokio_postgres::Error> {
+    match written {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The write's error is the one to report; if the connection is
+            // gone, so is the transaction.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+const COPY_AUDIT: &str = "COPY audit.audit_events
+    (event_id, event_type, time_stamp, originating_service, session_id, details)
+    FROM STDIN (FORMAT binary)";
+
+const AUDIT_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMP,
+    Type::TEXT,
+    Type::TEXT,
+    Type::JSONB,
+];
+
+/// The optimistic way of [`Store::insert`], `records` in key order: the
+/// audit rows by binary `COPY` (most of the rows), then the billing and
+/// fraud rows by plain inserts (no conflict check, nothing returned), in one
+/// transaction. Fails (23505) if any row clashes; then nothing is written.
+///
+/// Three round trips, as many as the statement's: `BEGIN` with the `COPY`'s
+/// prepare; the `COPY`'s start; then the rows, the inserts, the statement's
+/// Close and `COMMIT`, sent one after the other without waiting. If
+/// anything before it failed, the server answers that `COMMIT` with a
+/// rollback, so the transaction always ends within the call, before the
+/// next one begins (PgBouncer in transaction mode hands the server
+/// connection on at its answer). tokio-postgres runs `COPY` only as a named
+/// prepared statement: this one is closed before the `COMMIT`. A call
+/// dropped half-way would leave the session in the transaction: the caller
+/// ([`Store::insert`]) marks the connection lost until the call ends.
+async fn copy(client: &mut Client, records: &[&Record]) -> Result<(), tokio_postgres::Error> {
+    let client = &*client;
+    let billing = BillingColumns::new(records);
+    let fraud = FraudColumns::new(records);
+    let (begun, statement) =
+        tokio::join!(client.batch_execute("BEGIN"), client.prepare(COPY_AUDIT));
+    begun?;
+    let started = match statement {
+        Ok(statement) => client
+            .copy_in::<_, bytes::Bytes>(&statement)
+            .await
+            .map(|sink| (statement, sink)),
+        Err(e) => Err(e),
+    };
+    let (statement, sink) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            // If the COPY failed to start, its statement was dropped above:
+            // its Close goes before this.
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+    };
+    let optional =
+        async |columns_empty: bool, insert: &Insert, params: &[Param<'_>]| match columns_empty {
+            true => Ok(()),
+            false => {
+                let typed: Vec<(Param, Type)> = params
+                    .iter()
+                    .zip(insert.types)
+                    .map(|(p, t)| (*p, t.clone()))
+                    .collect();
+                client.query_typed(insert.sql, &typed).await.map(drop)
+            }
+        };
+    let (billing_params, fraud_params) = (billing.params(), fraud.params());
+    // Polled in this order, each queues its messages behind the COPY's rows.
+    let (copied, billed, frauds, committed) = tokio::join!(
+        copy_audit(sink, records),
+        optional(billing.event_id.is_empty(), &BILLING_NEW, &billing_params),
+        optional(fraud.event_id.is_empty(), &FRAUD_NEW, &fraud_params),
+        async {
+            drop(statement);
+            client.batch_execute("COMMIT").await
+        },
+    );
+    copied?;
+    billed?;
+    frauds?;
+    committed
+}
+
+/// The audit rows into a started `COPY`.
+async fn copy_audit(
+    sink: tokio_postgres::CopyInSink<bytes::Bytes>,
+    records: &[&Record],
+) -> Result<(), tokio_postgres::Error> {
+    let mut rows = pin!(BinaryCopyInWriter::new(sink, AUDIT_TYPES));
+    for r in records {
+        let e = &r.event;
+        // Binary jsonb: a version byte, then the same JSON text the
+        // statement sends, so the same parser stores the same value.
+        let details = Json(&e.details);
+        let row: [Param; 6] = [
+            &e.event_id,
+            &e.event_type,
+            &e.timestamp,
+            &e.originating_service,
+            &e.session_id,
+            &details,
+        ];
+        rows.as_mut().write(&row).await?;
+    }
+    rows.finish().await?;
+    Ok(())
 }
 
 /// Runs `insert` as an unnamed statement with its parameter types.

@@ -40,6 +40,13 @@ impl DbError {
         self.code() == Some(READ_ONLY)
     }
 
+    /// A row clashed with one already there (or written by the same
+    /// statement): a unique violation (23505) or an exclusion violation
+    /// (23P01), the conflicts `ON CONFLICT DO NOTHING` skips.
+    pub fn conflict(&self) -> bool {
+        matches!(self.code(), Some("23505" | "23P01"))
+    }
+
     /// The server's SQLSTATE, if the server answered.
     pub fn code(&self) -> Option<&str> {
         self.0.as_db_error().map(|db| db.code().code())

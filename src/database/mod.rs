@@ -95,6 +95,19 @@ pub struct Store {
     /// Set when an error said the connection is of no more use, before the
     /// client itself may have noticed.
     lost: Option<Lost>,
+    /// What the events' statements remember between calls (see `store`).
+    pub(crate) copy: CopyBackoff,
+}
+
+/// Whether the events' next large batch tries the optimistic `COPY` (see
+/// `store`): after a `COPY` met a duplicate, only once `needed` large
+/// batches in a row were written by the statement without one (a `COPY`
+/// would have committed), `needed` doubling with each clash until a `COPY`
+/// commits. Kept per connection; a new one starts eager.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CopyBackoff {
+    pub(crate) needed: u32,
+    pub(crate) clean: u32,
 }
 
 /// Why a [`Store`] is of no more use.
@@ -109,7 +122,11 @@ pub enum Lost {
 impl Store {
     /// Wraps a connected client. Nothing is sent to the server.
     pub fn new(client: Client) -> Self {
-        Self { client, lost: None }
+        Self {
+            client,
+            lost: None,
+            copy: CopyBackoff::default(),
+        }
     }
 
     /// True once the connection is of no more use: the server or the network
@@ -121,6 +138,20 @@ impl Store {
     /// Why the connection is of no more use, if an error said so.
     pub fn lost(&self) -> Option<Lost> {
         self.lost
+    }
+
+    /// [`Store::run`] for statements that leave the session inside a
+    /// transaction if they stop half-way: until they end, the connection
+    /// counts as lost, so if the call is dropped before its end (a deadline),
+    /// the connection is replaced, not used again.
+    pub(crate) async fn run_to_the_end<T>(
+        &mut self,
+        statements: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, DbError> {
+        let before = self.lost.replace(Lost::Gone);
+        let outcome = statements(&mut self.client).await;
+        self.lost = before;
+        self.run(async |_| outcome).await
     }
 
     /// Runs `statements` on the connection. Every statement goes through

@@ -7,6 +7,7 @@ use event_recorder_test_support as support;
 
 mod batch;
 mod cli;
+mod copy_path;
 mod failover;
 mod fraud_csv;
 mod harness;

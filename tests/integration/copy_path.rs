@@ -1,0 +1,399 @@
+//! The store's optimistic `COPY` for large batches keeps the statement's
+//! invariants: a duplicate makes it fall back and is reported as the
+//! statement reports it, a refused row writes nothing, concurrent writers
+//! of overlapping batches never deadlock, and nothing outlives the
+//! transaction behind PgBouncer in transaction mode.
+
+use std::collections::BTreeSet;
+
+use event_recorder::Recorder;
+use event_recorder::database::Store;
+use event_recorder::route::Record;
+use event_recorder::store::{COPY_FROM, Path};
+use serde_json::Value;
+use tokio::task::JoinSet;
+
+use crate::support::events::{Batch, audit_event, billing_event, encrypt, key, mixed_event};
+use crate::support::pgbouncer::PgBouncer;
+use crate::support::{TestDb, connect, server};
+
+/// Large enough for the `COPY` path.
+const LARGE: usize = COPY_FROM * 2;
+
+fn records(events: &[Value]) -> Vec<Record> {
+    let recorder = Recorder::new(key());
+    events
+        .iter()
+        .map(|e| recorder.prepare(&encrypt(e)).unwrap())
+        .collect()
+}
+
+fn events(prefix: &str, range: std::ops::Range<usize>) -> Vec<Value> {
+    range
+        .map(|i| mixed_event(&format!("{prefix}-{i:05}"), i))
+        .collect()
+}
+
+/// Stores `records`; returns the path taken and how many were new.
+async fn insert(store: &mut Store, records: &[Record]) -> (Path, usize) {
+    let refs: Vec<&Record> = records.iter().collect();
+    let mut inserted = store.insert(&refs).await.unwrap();
+    let new = refs.iter().filter(|r| inserted.claim(r)).count();
+    (inserted.path(), new)
+}
+
+#[tokio::test]
+async fn a_large_new_batch_is_copied_and_a_small_one_is_not() {
+    let db = TestDb::new().await;
+    let mut store = db.store().await;
+    let small = records(&events("s", 0..COPY_FROM - 1));
+    assert_eq!(
+        insert(&mut store, &small).await,
+        (Path::Statement, COPY_FROM - 1)
+    );
+    let large = records(&events("l", 0..LARGE));
+    assert_eq!(insert(&mut store, &large).await, (Path::Copy, LARGE));
+    let [audit, billing, fraud] = db.row_counts().await;
+    assert_eq!(audit as usize, COPY_FROM - 1 + LARGE);
+    // mixed_event: 3 in 20 billing, 1 in 20 fraud.
+    let kinds = |n: usize| {
+        (0..n).fold((0, 0), |(b, f), i| match i % 20 {
+            0..=2 => (b + 1, f),
+            3 => (b, f + 1),
+            _ => (b, f),
+        })
+    };
+    let (b1, f1) = kinds(COPY_FROM - 1);
+    let (b2, f2) = kinds(LARGE);
+    assert_eq!((billing as usize, fraud as usize), (b1 + b2, f1 + f2));
+}
+
+/// The rows `COPY` writes are the statement's, column by column.
+#[tokio::test]
+async fn copy_stores_what_the_statement_stores() {
+    let db = TestDb::new().await;
+    let mut store = db.store().await;
+    let mut copied = events("c", 0..LARGE);
+    // Null columns (billing_event has no preferred level) and nested details.
+    copied[0] = billing_event("c-00000");
+    copied[0]["details"]["nested"] = serde_json::json!({"a": [1, 2.5, null, "x\u{e9}"]});
+    // The same events under other IDs, by the statement.
+    let mut stated = copied.clone();
+    for (i, e) in stated.iter_mut().enumerate() {
+        e["eventId"] = Value::String(format!("s-{i:05}"));
+    }
+    assert_eq!(insert(&mut store, &records(&copied)).await.0, Path::Copy);
+    let refs = records(&stated);
+    let refs: Vec<&Record> = refs.iter().collect();
+    store.insert_statement(&refs).await.unwrap();
+    let client = db.client().await;
+    for (table, columns) in [
+        (
+            "audit.audit_events",
+            "event_type, time_stamp, originating_service, session_id, details",
+        ),
+        (
+            "billing.billing_events",
+            "time_stamp, session_id, hashed_persistent_id, request_id, idp_entity_id, \
+             minimum_level_of_assurance, preferred_level_of_assurance, \
+             provided_level_of_assurance, transaction_entity_id",
+        ),
+        (
+            "billing.fraud_events",
+            "time_stamp, session_id, hashed_persistent_id, request_id, entity_id, \
+             fraud_event_id, fraud_indicator, transaction_entity_id",
+        ),
+    ] {
+        let differ: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM
+                       (SELECT substr(event_id, 3) AS k, {columns} FROM {table} WHERE event_id LIKE 'c-%'
+                        EXCEPT
+                        SELECT substr(event_id, 3), {columns} FROM {table} WHERE event_id LIKE 's-%') d"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(differ, 0, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_in_a_large_batch_falls_back_and_is_reported_as_before() {
+    let db = TestDb::new().await;
+    let recorder = Recorder::new(key());
+    let mut store = db.store().await;
+    // Stored earlier: one event of the coming batch.
+    let earlier = Batch::default().event("earlier", &audit_event("l-00007"));
+    let r = recorder.record_batch(&mut store, &earlier.messages()).await;
+    assert_eq!((r.stored, r.duplicates), (1, 0));
+
+    let mut batch = Batch::default();
+    for (i, e) in events("l", 0..LARGE).iter().enumerate() {
+        batch = batch.event(&format!("m{i}"), e);
+    }
+    // One event twice within the batch, too.
+    let batch = batch.event("again", &mixed_event("l-00100", 100));
+    let r = recorder.record_batch(&mut store, &batch.messages()).await;
+    assert_eq!(r.failed, Vec::<String>::new());
+    // l-00007 was stored before; l-00100's second copy is the duplicate.
+    assert_eq!((r.stored, r.duplicates), (LARGE - 1, 2));
+    assert_eq!(r.transactions, 1, "one call to the store");
+    assert_eq!(db.row_counts().await[0] as usize, LARGE);
+    // The COPY was tried and clashed: the next large batch skips it.
+    let same = records(&events("l", 0..LARGE));
+    assert_eq!(insert(&mut store, &same).await, (Path::Statement, 0));
+
+    // The same batch again: every message a duplicate.
+    let r = recorder.record_batch(&mut store, &batch.messages()).await;
+    assert_eq!((r.failed.len(), r.stored, r.duplicates), (0, 0, LARGE + 1));
+}
+
+#[tokio::test]
+async fn after_a_clash_copy_waits_for_clean_batches() {
+    let db = TestDb::new().await;
+    let mut store = db.store().await;
+    let first = records(&events("r", 0..LARGE));
+    let fresh = |n: usize| records(&events(&format!("n{n}"), 0..LARGE));
+    use Path::*;
+    assert_eq!(insert(&mut store, &first).await, (Copy, LARGE));
+    // Redelivered: one clash, then the statement while duplicates come.
+    assert_eq!(insert(&mut store, &first).await, (CopyThenStatement, 0));
+    for _ in 0..5 {
+        assert_eq!(insert(&mut store, &first).await, (Statement, 0));
+    }
+    // One batch without duplicates, then COPY again; it clashes: two clean
+    // batches needed now.
+    assert_eq!(insert(&mut store, &fresh(1)).await, (Statement, LARGE));
+    assert_eq!(insert(&mut store, &first).await, (CopyThenStatement, 0));
+    assert_eq!(insert(&mut store, &fresh(2)).await, (Statement, LARGE));
+    assert_eq!(insert(&mut store, &fresh(3)).await, (Statement, LARGE));
+    assert_eq!(insert(&mut store, &fresh(4)).await, (Copy, LARGE));
+    // A commit forgets the clashes: one clean batch is enough again.
+    assert_eq!(insert(&mut store, &first).await, (CopyThenStatement, 0));
+    assert_eq!(insert(&mut store, &fresh(5)).await, (Statement, LARGE));
+    assert_eq!(insert(&mut store, &fresh(6)).await, (Copy, LARGE));
+    // Small batches change nothing.
+    assert_eq!(insert(&mut store, &first).await, (CopyThenStatement, 0));
+    let small = records(&events("s", 0..10));
+    assert_eq!(insert(&mut store, &small).await, (Statement, 10));
+    assert_eq!(insert(&mut store, &fresh(7)).await, (Statement, LARGE));
+    assert_eq!(insert(&mut store, &fresh(8)).await, (Copy, LARGE));
+}
+
+/// A trigger that refuses (RAISE) billing rows whose event id is `poison…`.
+async fn refuse_poison(db: &TestDb) {
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.event_id LIKE 'poison%' THEN RAISE EXCEPTION 'refused'; END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse BEFORE INSERT ON billing.billing_events
+                 FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_row_in_a_copy_writes_nothing_and_fails_alone() {
+    let db = TestDb::new().await;
+    refuse_poison(&db).await;
+    let mut store = db.store().await;
+    let mut batch = events("a", 0..LARGE);
+    batch[LARGE / 2] = billing_event("poison-1");
+    let all = records(&batch);
+    let refs: Vec<&Record> = all.iter().collect();
+    let e = store.insert(&refs).await.unwrap_err();
+    assert_eq!(e.code(), Some("P0001"), "{e}");
+    assert!(!store.is_closed());
+    // All or nothing: not even the audit rows before it in key order.
+    assert_eq!(db.row_counts().await, [0, 0, 0]);
+
+    // Through the recorder, the refused message fails alone.
+    let recorder = Recorder::new(key());
+    let mut sqs = Batch::default();
+    for (i, e) in batch.iter().enumerate() {
+        sqs = sqs.event(&format!("m{i}"), e);
+    }
+    let r = recorder.record_batch(&mut store, &sqs.messages()).await;
+    assert_eq!(r.failed, [format!("m{}", LARGE / 2)]);
+    assert_eq!(r.stored, LARGE - 1);
+    // Neither the poison's billing row nor its audit row.
+    let ids = db.audit_event_ids().await;
+    assert!(!ids.iter().any(|id| id.starts_with("poison")));
+    assert_eq!(ids.len(), LARGE - 1);
+}
+
+/// `writers` stores, each writing `rounds` large batches that overlap the
+/// other writers' (every event is in the batches of two writers, in another
+/// order): all succeed, every event is stored once and claimed as new by
+/// exactly one writer. `context` says more when one fails.
+async fn overlapping_writers(
+    db: &TestDb,
+    mut stores: Vec<Store>,
+    rounds: usize,
+    context: impl Fn() -> String,
+) {
+    let writers = stores.len();
+    let per_batch = LARGE;
+    let mut tasks = JoinSet::new();
+    for (w, mut store) in stores.drain(..).enumerate() {
+        tasks.spawn(async move {
+            let mut new_ids = Vec::new();
+            for round in 0..rounds {
+                // Half of this writer's batch is its own, half the next
+                // writer's, in reverse input order for odd writers.
+                let own = (w * rounds + round) * per_batch / 2;
+                let next = (((w + 1) % writers) * rounds + round) * per_batch / 2;
+                let mut ids: Vec<usize> = (own..own + per_batch / 2)
+                    .chain(next..next + per_batch / 2)
+                    .collect();
+                if w % 2 == 1 {
+                    ids.reverse();
+                }
+                let evs: Vec<Value> = ids
+                    .iter()
+                    .map(|&i| mixed_event(&format!("w-{i:07}"), i))
+                    .collect();
+                let recs = records(&evs);
+                let refs: Vec<&Record> = recs.iter().collect();
+                let mut inserted = match store.insert(&refs).await {
+                    Ok(inserted) => inserted,
+                    Err(e) => return Err(format!("writer {w}, round {round}: {e:?}")),
+                };
+                for r in &refs {
+                    if inserted.claim(r) {
+                        new_ids.push(r.event.event_id.clone());
+                    }
+                }
+            }
+            Ok(new_ids)
+        });
+    }
+    let mut claimed = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        match done.unwrap() {
+            Ok(ids) => claimed.extend(ids),
+            Err(e) => panic!("{e}\n{}", context()),
+        }
+    }
+    claimed.sort();
+    let expected: BTreeSet<String> = (0..writers * rounds * per_batch / 2)
+        .map(|i| format!("w-{i:07}"))
+        .collect();
+    assert_eq!(
+        claimed,
+        Vec::from_iter(expected.clone()),
+        "each event claimed once"
+    );
+    assert_eq!(db.audit_event_ids().await, Vec::from_iter(expected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_large_batches_with_overlapping_keys_never_deadlock() {
+    let db = TestDb::new().await;
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(db.store().await);
+    }
+    overlapping_writers(&db, stores, 4, String::new).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_through_pgbouncer_leaves_no_session_state() {
+    let db = TestDb::new().await;
+    let dbname = db.config.get_dbname().unwrap().to_owned();
+    // One server connection for all clients: every transaction of every
+    // client runs on it in turn.
+    let bouncer = PgBouncer::start(&server::shared().admin_config(), 1)
+        .unwrap_or_else(|e| panic!("PgBouncer did not start: {e}"));
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(Store::new(connect(&bouncer.config(&dbname)).await));
+    }
+    // Copies, clashes and fallbacks from four clients on one server
+    // connection; a statement left behind would clash by name
+    // (tokio-postgres numbers them from s0 in every process) or be found below.
+    overlapping_writers(&db, stores, 3, || bouncer.log()).await;
+
+    let mut store = Store::new(connect(&bouncer.config(&dbname)).await);
+    let again = records(&events("b", 0..LARGE));
+    assert_eq!(insert(&mut store, &again).await, (Path::Copy, LARGE));
+    assert_eq!(
+        insert(&mut store, &again).await,
+        (Path::CopyThenStatement, 0)
+    );
+    let session = |sql: &'static str| {
+        let config = bouncer.config(&dbname);
+        async move {
+            let client = connect(&config).await;
+            client
+                .query_typed_one(sql, &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        session("SELECT count(*) FROM pg_prepared_statements").await,
+        0,
+        "named prepared statements on the server connection"
+    );
+}
+
+#[tokio::test]
+async fn no_statement_outlives_a_copy_on_a_direct_connection() {
+    let db = TestDb::new().await;
+    let mut store = db.store().await;
+    let batch = records(&events("d", 0..LARGE));
+    assert_eq!(insert(&mut store, &batch).await.0, Path::Copy);
+    assert_eq!(insert(&mut store, &batch).await.0, Path::CopyThenStatement);
+    let count = store
+        .run(async |client| {
+            client
+                .query_typed_one("SELECT count(*) FROM pg_prepared_statements", &[])
+                .await
+        })
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(count, 0);
+}
+
+/// A refused row through PgBouncer in transaction mode: the recorder's
+/// halving runs transaction after transaction on a shared server connection,
+/// each failed one rolled back before the next begins, on both paths.
+#[tokio::test]
+async fn a_refused_row_through_pgbouncer_fails_alone_on_both_paths() {
+    let db = TestDb::new().await;
+    refuse_poison(&db).await;
+    let dbname = db.config.get_dbname().unwrap().to_owned();
+    let bouncer = PgBouncer::start(&server::shared().admin_config(), 1)
+        .unwrap_or_else(|e| panic!("PgBouncer did not start: {e}"));
+    let mut store = Store::new(connect(&bouncer.config(&dbname)).await);
+    let recorder = Recorder::new(key());
+    for (name, size) in [("small", 20), ("large", LARGE)] {
+        let mut batch = events(name, 0..size);
+        batch[size / 3] = billing_event(&format!("poison-{name}"));
+        let mut sqs = Batch::default();
+        for (i, e) in batch.iter().enumerate() {
+            sqs = sqs.event(&format!("{name}{i}"), e);
+        }
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            recorder.record_batch(&mut store, &sqs.messages()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name}: no answer\n{}", bouncer.log()));
+        assert_eq!(r.failed, [format!("{name}{}", size / 3)], "{name}");
+        assert_eq!(r.stored, size - 1, "{name}");
+    }
+    assert_eq!(db.row_counts().await[0] as usize, 20 - 1 + LARGE - 1);
+}
