@@ -35,7 +35,10 @@
 //! Knobs: `EVENT_RECORDER_BENCH_SIZES` (comma-separated batch sizes, default
 //! `10,100,1000,10000`), `EVENT_RECORDER_BENCH_MIXES` (`0`, `1`, `100`:
 //! percent of duplicates, default all three), `EVENT_RECORDER_BENCH_SCALE`
-//! (multiplies the number of batches, default 1).
+//! (multiplies the number of batches, default 1), `EVENT_RECORDER_BENCH_SEED`
+//! (`copy`: in the 100% case, the statement's ways store the first batch,
+//! the one the others replay, through the store as well, so every way
+//! re-checks rows that `COPY` wrote; by default each way writes its own).
 //!
 //! Named prepared statements (dropped for pooler safety) measured within the
 //! noise of the unnamed ones at every batch size; the comparison is in this
@@ -378,6 +381,7 @@ async fn case(
         recorder.prepare(&key().encrypt(text.as_bytes())).unwrap()
     };
     let mut next_full = 0usize;
+    let seed_by_copy = std::env::var("EVENT_RECORDER_BENCH_SEED").is_ok_and(|v| v == "copy");
     for round in 0..batches {
         if mix == Mix::None {
             let mut batch = Batch::default();
@@ -414,6 +418,9 @@ async fn case(
                     let store = &mut stores[w];
                     let mut inserted = match way {
                         Way::Direct | Way::Bounced => store.insert(&refs).await,
+                        _ if seed_by_copy && mix == Mix::All && round == 0 => {
+                            store.insert(&refs).await
+                        }
                         _ => store.insert_statement(&refs).await,
                     }
                     .unwrap();
