@@ -301,9 +301,9 @@ async fn run(admin: Config, bouncer: &pgbouncer::PgBouncer) {
     let mut cases = Vec::new();
     for &size in &sizes {
         let batches = match size {
-            ..=10 => 1_000,
-            ..=100 => 300,
-            ..=1_000 => 100,
+            0..=10 => 1_000,
+            11..=100 => 300,
+            101..=1_000 => 100,
             _ => 50,
         };
         let batches = ((batches as f64 * scale) as usize).max(3);
