@@ -14,7 +14,8 @@
 #                          CodeSha256); without it the script downloads Code.Location
 #   --report FILE          where the mismatch report goes (default ./verify-report.txt)
 #   --max-report-size N    cap on the report, bytes (default 1048576; 0: no cap)
-#   --out DIR              also keep the rebuilt zip, .sha256 and manifest.json in DIR
+#   --out DIR              also keep what the rebuild wrote (zip, .sha256, SBOM, provenance,
+#                          manifest.json) in DIR
 #   --scratch DIR          scratch directory (default ${TMPDIR:-/tmp}/event-recorder-verify-$UID)
 # Prints MATCH or MISMATCH with both hashes (base64 and hex). Exit 0 MATCH, 1 MISMATCH, 2 when
 # it cannot tell (bad arguments, AWS error, build failure, nothing to compare).
