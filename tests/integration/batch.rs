@@ -34,8 +34,9 @@ async fn record(db: &TestDb, batch: &Batch) -> BatchReport {
     r
 }
 
-/// A trigger that refuses (RAISE) billing rows whose event id is `poison…`.
-async fn refuse_poison(db: &TestDb) {
+/// A trigger that refuses (RAISE) billing rows whose event id is `poison…`
+/// (also used by the store's `COPY` path tests).
+pub(crate) async fn refuse_poison(db: &TestDb) {
     db.client()
         .await
         .batch_execute(

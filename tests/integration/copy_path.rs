@@ -13,6 +13,7 @@ use event_recorder::store::{COPY_FROM, Path};
 use serde_json::Value;
 use tokio::task::JoinSet;
 
+use crate::batch::refuse_poison;
 use crate::support::events::{Batch, audit_event, billing_event, encrypt, key, mixed_event};
 use crate::support::pgbouncer::PgBouncer;
 use crate::support::{TestDb, connect, server};
@@ -182,23 +183,6 @@ async fn after_a_clash_copy_waits_for_clean_batches() {
     assert_eq!(insert(&mut store, &small).await, (Statement, 10));
     assert_eq!(insert(&mut store, &fresh(7)).await, (Statement, LARGE));
     assert_eq!(insert(&mut store, &fresh(8)).await, (Copy, LARGE));
-}
-
-/// A trigger that refuses (RAISE) billing rows whose event id is `poison…`.
-async fn refuse_poison(db: &TestDb) {
-    db.client()
-        .await
-        .batch_execute(
-            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-                 IF NEW.event_id LIKE 'poison%' THEN RAISE EXCEPTION 'refused'; END IF;
-                 RETURN NEW;
-             END $$;
-             CREATE TRIGGER refuse BEFORE INSERT ON billing.billing_events
-                 FOR EACH ROW EXECUTE FUNCTION refuse();",
-        )
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
