@@ -36,9 +36,11 @@
 //! `10,100,1000,10000`), `EVENT_RECORDER_BENCH_MIXES` (`0`, `1`, `100`:
 //! percent of duplicates, default all three), `EVENT_RECORDER_BENCH_SCALE`
 //! (multiplies the number of batches, default 1), `EVENT_RECORDER_BENCH_SEED`
-//! (`copy`: in the 100% case, the statement's ways store the first batch,
-//! the one the others replay, through the store as well, so every way
-//! re-checks rows that `COPY` wrote; by default each way writes its own).
+//! (how the statement's ways store the first batch of the 100% case, the
+//! one their later batches replay: by default the statement; `store`: the
+//! store, so by `COPY` on the same connection, as the store's ways do;
+//! `copy-elsewhere`: by `COPY` on another connection, so the rows are the
+//! same as the store's but the connection never runs a `COPY`).
 //!
 //! Named prepared statements (dropped for pooler safety) measured within the
 //! noise of the unnamed ones at every batch size; the comparison is in this
@@ -381,7 +383,11 @@ async fn case(
         recorder.prepare(&key().encrypt(text.as_bytes())).unwrap()
     };
     let mut next_full = 0usize;
-    let seed_by_copy = std::env::var("EVENT_RECORDER_BENCH_SEED").is_ok_and(|v| v == "copy");
+    let seed = std::env::var("EVENT_RECORDER_BENCH_SEED").unwrap_or_default();
+    assert!(
+        ["", "store", "copy-elsewhere"].contains(&seed.as_str()),
+        "EVENT_RECORDER_BENCH_SEED: store or copy-elsewhere"
+    );
     for round in 0..batches {
         if mix == Mix::None {
             let mut batch = Batch::default();
@@ -416,16 +422,22 @@ async fn case(
                 Way::Copy => copy(&mut copy_client, &refs).await.unwrap(),
                 _ => {
                     let store = &mut stores[w];
-                    let mut inserted = match way {
-                        Way::Direct | Way::Bounced => store.insert(&refs).await,
-                        _ if seed_by_copy && mix == Mix::All && round == 0 => {
-                            store.insert(&refs).await
+                    let seeding = mix == Mix::All && round == 0;
+                    if seeding
+                        && seed == "copy-elsewhere"
+                        && !matches!(way, Way::Direct | Way::Bounced)
+                    {
+                        copy(&mut connect(&config).await, &refs).await.unwrap();
+                    } else {
+                        let mut inserted = match way {
+                            Way::Direct | Way::Bounced => store.insert(&refs).await,
+                            _ if seeding && seed == "store" => store.insert(&refs).await,
+                            _ => store.insert_statement(&refs).await,
                         }
-                        _ => store.insert_statement(&refs).await,
+                        .unwrap();
+                        let new = refs.iter().filter(|r| inserted.claim(r)).count();
+                        assert_eq!(size - new, duplicates);
                     }
-                    .unwrap();
-                    let new = refs.iter().filter(|r| inserted.claim(r)).count();
-                    assert_eq!(size - new, duplicates);
                 }
             }
             let elapsed = started.elapsed();
