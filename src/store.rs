@@ -4,20 +4,28 @@
 //! - the statement: one `INSERT ... SELECT ... FROM unnest(arrays) ON
 //!   CONFLICT DO NOTHING RETURNING` per table whatever the number of rows,
 //!   which skips rows already there and says which were new;
-//! - for batches of [`COPY_FROM`] records or more, first an optimistic
-//!   write with no conflict check: the audit rows (most rows) by binary
-//!   `COPY`, which inserts a page at a time (one WAL record per page, no
-//!   speculative insertion), the billing and fraud rows by plain inserts.
-//!   If it commits, every row was new (the primary keys say so) and nothing
-//!   needs returning; if a row clashes (already stored, or twice in the
-//!   batch: 23505), the transaction rolls back and the statement writes the
-//!   batch in a new one, so duplicates are found and reported exactly as by
-//!   the statement alone. After a clash, `COPY` waits until the statement has
-//!   written a large batch without a duplicate (more of them in a row after
-//!   each further clash), so while duplicates keep coming (a re-run import,
-//!   a redelivered backlog) no `COPY` is wasted.
+//! - for batches of [`COPY_FROM`] records or more, `COPY`: the audit rows
+//!   (most rows) by binary `COPY`, which inserts a page at a time (one WAL
+//!   record per page, no speculative insertion), the billing and fraud rows
+//!   by plain inserts, with no conflict check and nothing returned. While
+//!   large batches come without duplicates, the whole batch is written so,
+//!   optimistically: if it commits, every row was new (the primary keys say
+//!   so). A row already there (or twice in the batch: 23505) rolls it back;
+//!   then, and for the large batches after it, the batch's keys are looked
+//!   up first (one query by primary key, no transaction) and only the rows
+//!   not there yet, each key once, are written by `COPY`. So a redelivered
+//!   batch writes nothing and sends only its keys, and a batch with a few
+//!   duplicates still goes at `COPY`'s pace. The optimistic `COPY` of the
+//!   whole batch returns once the look-ups found nothing in as many large
+//!   batches in a row as needed (1 after a clash, doubling with each further
+//!   one until it commits), so while duplicates keep coming (a re-run
+//!   import, a redelivered backlog) it is not tried. If another writer
+//!   stores one of the rows between the look-up and the `COPY` (23505
+//!   again), the statement writes the batch. Every way reports the same
+//!   duplicates as the statement: the rows written are the rows it would
+//!   have written.
 //!
-//! Both write the rows in one key order (event ID, then timestamp; audit,
+//! All write the rows in one key order (event ID, then timestamp; audit,
 //! then billing, then fraud), so concurrent writers wait for each other but
 //! never deadlock: a writer only ever waits on a key after every smaller key
 //! it will write, so no two can each hold what the other waits for.
@@ -63,12 +71,13 @@ use crate::route::{ExtraRow, Record};
 /// Chosen from `cargo bench --bench throughput` (README, Benchmarks).
 pub const COPY_FROM: usize = 500;
 
-/// The most clean large batches in a row the statement must write after
-/// `COPY`s met duplicates before `COPY` is tried again (1 after the first
-/// clash, doubling with each further one until a `COPY` commits). While
-/// duplicates keep coming (a re-run import, a redelivered backlog) every
-/// batch has some and `COPY` is not tried at all; a batch that clashes by
-/// chance (a stray redelivery) costs one `COPY` and one clean batch.
+/// The most large batches in a row whose look-up must find nothing after
+/// `COPY`s of whole batches met duplicates, before such a `COPY` is tried
+/// again (1 after the first clash, doubling with each further one until
+/// one commits). While duplicates keep coming (a re-run import, a
+/// redelivered backlog) every batch has some and the look-up stays; a batch
+/// that clashes by chance (a stray redelivery) costs one rolled-back `COPY`
+/// and one look-up.
 const MAX_CLEAN_NEEDED: u32 = 64;
 
 /// One insert statement with the type of each `$n`.
@@ -182,15 +191,29 @@ const FRAUD_NEW: Insert = Insert {
     types: FRAUD.types,
 };
 
-/// Keys of the rows a call actually inserted (absent ones already existed).
+/// Keys of the three tables' rows.
 #[derive(Debug, Default)]
-pub struct Inserted {
+struct Keys {
     audit: HashSet<(String, NaiveDateTime)>,
     billing: HashSet<String>,
     fraud: HashSet<String>,
-    /// Every row was new (a `COPY` committed): the sets are not filled.
+}
+
+impl Keys {
+    fn len(&self) -> usize {
+        self.audit.len() + self.billing.len() + self.fraud.len()
+    }
+}
+
+/// Keys of the rows a call actually inserted (absent ones already existed).
+#[derive(Debug, Default)]
+pub struct Inserted {
+    keys: Keys,
+    /// Every row was new (a `COPY` of the whole batch committed): the keys
+    /// are not filled.
     all: bool,
     path: Path,
+    clashes: u8,
 }
 
 /// The way a call wrote its rows.
@@ -199,22 +222,23 @@ pub enum Path {
     /// The statement alone.
     #[default]
     Statement,
-    /// `COPY`: every row was new.
+    /// `COPY` of the whole batch: every row was new.
     Copy,
-    /// `COPY` met a row already there (or one twice in the batch), was
-    /// rolled back, and the statement wrote the batch.
-    CopyThenStatement,
+    /// The batch's keys were looked up first, and only the rows not there
+    /// yet were written, by `COPY` (none if all were there).
+    Checked,
 }
 
 impl Inserted {
-    /// The rows inserted, if not all (a `COPY`'s).
-    fn rows(&self) -> usize {
-        self.audit.len() + self.billing.len() + self.fraud.len()
-    }
-
     /// The way the rows were written.
     pub fn path(&self) -> Path {
         self.path
+    }
+
+    /// How many optimistic writes met a row already there (or written since
+    /// it was looked up) and were rolled back before the one that committed.
+    pub fn clashes(&self) -> u8 {
+        self.clashes
     }
 
     /// True when every row of `record` was new. Each key is claimed once, so
@@ -225,11 +249,12 @@ impl Inserted {
             return true;
         }
         let e = &record.event;
-        let audit = self.audit.remove(&(e.event_id.clone(), e.timestamp));
+        let keys = &mut self.keys;
+        let audit = keys.audit.remove(&(e.event_id.clone(), e.timestamp));
         let extra = match &record.extra {
             None => true,
-            Some(ExtraRow::Billing(_)) => self.billing.remove(&e.event_id),
-            Some(ExtraRow::Fraud(_)) => self.fraud.remove(&e.event_id),
+            Some(ExtraRow::Billing(_)) => keys.billing.remove(&e.event_id),
+            Some(ExtraRow::Fraud(_)) => keys.fraud.remove(&e.event_id),
         };
         audit && extra
     }
@@ -238,13 +263,17 @@ impl Inserted {
 /// The events' statements, on the connection type of `database`.
 impl Store {
     /// Inserts all rows of `records` in one transaction: all or nothing.
-    /// A large batch tries `COPY` first (see the module's documentation).
+    /// A large batch is written by `COPY` (see the module's documentation).
     pub async fn insert(&mut self, records: &[&Record]) -> Result<Inserted, DbError> {
         let records = in_key_order(records);
-        let mut path = Path::Statement;
-        if records.len() >= COPY_FROM && self.copy.attempt() {
+        if records.len() < COPY_FROM {
+            return self.statement(&records, 0).await;
+        }
+        let mut clashes = 0;
+        if self.copy.attempt() {
+            let all = Rows::all(&records);
             match self
-                .run_to_the_end(async |client| copy(client, &records).await)
+                .run_to_the_end(async |client| copy(client, &all).await)
                 .await
             {
                 Ok(()) => {
@@ -257,32 +286,53 @@ impl Store {
                 }
                 Err(e) if e.conflict() => {
                     self.copy.clashed();
-                    path = Path::CopyThenStatement;
+                    clashes += 1;
                 }
                 Err(e) => return Err(e),
             }
         }
-        let mut inserted = self
-            .run(async |client| insert(client, &records).await)
+        let stored = self
+            .run(async |client| stored(client, &records).await)
             .await?;
-        inserted.path = path;
-        if records.len() >= COPY_FROM {
-            self.copy.written(inserted.rows() == rows(&records));
+        self.copy.checked(stored.len() == 0);
+        let rows = missing(&records, stored);
+        if !rows.is_empty() {
+            match self
+                .run_to_the_end(async |client| copy(client, &rows).await)
+                .await
+            {
+                Ok(()) => {}
+                // Another writer stored some of these rows since they were
+                // looked up: the statement settles which.
+                Err(e) if e.conflict() => return self.statement(&records, clashes + 1).await,
+                Err(e) => return Err(e),
+            }
         }
-        Ok(inserted)
+        Ok(Inserted {
+            keys: rows.keys(),
+            path: Path::Checked,
+            clashes,
+            all: false,
+        })
     }
 
     /// [`Store::insert`] by the statement alone, whatever the batch size:
-    /// what `insert` falls back to (the benches compare the two).
+    /// what small batches take (the benches compare the two).
     pub async fn insert_statement(&mut self, records: &[&Record]) -> Result<Inserted, DbError> {
-        let records = in_key_order(records);
-        self.run(async |client| insert(client, &records).await)
-            .await
+        self.statement(&in_key_order(records), 0).await
+    }
+
+    async fn statement(&mut self, records: &[&Record], clashes: u8) -> Result<Inserted, DbError> {
+        let mut inserted = self
+            .run(async |client| insert(client, records).await)
+            .await?;
+        inserted.clashes = clashes;
+        Ok(inserted)
     }
 }
 
 impl CopyBackoff {
-    /// Whether this large batch tries `COPY`.
+    /// Whether this large batch tries `COPY` of the whole batch.
     fn attempt(&self) -> bool {
         self.clean >= self.needed
     }
@@ -296,8 +346,8 @@ impl CopyBackoff {
         self.clean = 0;
     }
 
-    /// The statement wrote a large batch; `clean`: it had no duplicate.
-    fn written(&mut self, clean: bool) {
+    /// A large batch's keys were looked up; `clean`: none was there.
+    fn checked(&mut self, clean: bool) {
         self.clean = match clean {
             true => self.clean.saturating_add(1),
             false => 0,
@@ -305,9 +355,130 @@ impl CopyBackoff {
     }
 }
 
-/// The rows `records` make (audit, billing, fraud).
-fn rows(records: &[&Record]) -> usize {
-    records.len() + records.iter().filter(|r| r.extra.is_some()).count()
+/// Rows to write, each list in key order: the audit rows of `audit`, the
+/// billing or fraud rows of `extra`.
+#[derive(Default)]
+struct Rows<'a> {
+    audit: Vec<&'a Record>,
+    extra: Vec<&'a Record>,
+}
+
+impl<'a> Rows<'a> {
+    /// Every row of `records`.
+    fn all(records: &[&'a Record]) -> Self {
+        Self {
+            audit: records.to_vec(),
+            extra: records.iter().copied().filter(|r| r.extra.is_some()).collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.audit.is_empty() && self.extra.is_empty()
+    }
+
+    fn keys(&self) -> Keys {
+        let mut keys = Keys::default();
+        for r in &self.audit {
+            keys.audit
+                .insert((r.event.event_id.clone(), r.event.timestamp));
+        }
+        for r in &self.extra {
+            let set = match r.extra {
+                Some(ExtraRow::Billing(_)) => &mut keys.billing,
+                _ => &mut keys.fraud,
+            };
+            set.insert(r.event.event_id.clone());
+        }
+        keys
+    }
+}
+
+/// The rows of `records` whose keys are neither in `stored` nor earlier in
+/// the batch: what the statement would insert, had no other writer come
+/// between.
+fn missing<'a>(records: &[&'a Record], stored: Keys) -> Rows<'a> {
+    let mut taken = stored;
+    let mut rows = Rows::default();
+    for &r in records {
+        let e = &r.event;
+        if taken.audit.insert((e.event_id.clone(), e.timestamp)) {
+            rows.audit.push(r);
+        }
+        let new_extra = match &r.extra {
+            None => false,
+            Some(ExtraRow::Billing(_)) => taken.billing.insert(e.event_id.clone()),
+            Some(ExtraRow::Fraud(_)) => taken.fraud.insert(e.event_id.clone()),
+        };
+        if new_extra {
+            rows.extra.push(r);
+        }
+    }
+    rows
+}
+
+/// Which of the keys of `records` are stored already, by primary key
+/// (audit rows by event ID, then their timestamps compared here). One
+/// statement, no transaction: a row written after it is caught by the
+/// primary key when the rest is written.
+const STORED: &str = "
+    SELECT 0::int2, event_id, time_stamp FROM audit.audit_events
+        WHERE event_id = ANY($1::text[])
+    UNION ALL
+    SELECT 1::int2, event_id, NULL FROM billing.billing_events
+        WHERE event_id = ANY($2::text[])
+    UNION ALL
+    SELECT 2::int2, event_id, NULL FROM billing.fraud_events
+        WHERE event_id = ANY($3::text[])";
+
+async fn stored(client: &mut Client, records: &[&Record]) -> Result<Keys, tokio_postgres::Error> {
+    let ids = |kind: Option<u8>| -> Vec<&str> {
+        let mut ids: Vec<&str> = records
+            .iter()
+            .filter(|r| kind.is_none_or(|k| extra_kind(r) == Some(k)))
+            .map(|r| r.event.event_id.as_str())
+            .collect();
+        // In key order already: only neighbours can be equal.
+        ids.dedup();
+        ids
+    };
+    let (audit, billing, fraud) = (ids(None), ids(Some(1)), ids(Some(2)));
+    let params: [(Param, Type); 3] = [
+        (&audit, Type::TEXT_ARRAY),
+        (&billing, Type::TEXT_ARRAY),
+        (&fraud, Type::TEXT_ARRAY),
+    ];
+    let wanted: HashSet<(&str, NaiveDateTime)> = records
+        .iter()
+        .map(|r| (r.event.event_id.as_str(), r.event.timestamp))
+        .collect();
+    let mut keys = Keys::default();
+    for row in client.query_typed(STORED, &params).await? {
+        let id: String = row.get(1);
+        match row.get::<_, i16>(0) {
+            0 => {
+                let time_stamp: NaiveDateTime = row.get(2);
+                if wanted.contains(&(id.as_str(), time_stamp)) {
+                    keys.audit.insert((id, time_stamp));
+                }
+            }
+            1 => {
+                keys.billing.insert(id);
+            }
+            _ => {
+                keys.fraud.insert(id);
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// 1 for a billing row, 2 for a fraud row, as tagged by [`STORED`].
+fn extra_kind(record: &Record) -> Option<u8> {
+    match record.extra {
+        None => None,
+        Some(ExtraRow::Billing(_)) => Some(1),
+        Some(ExtraRow::Fraud(_)) => Some(2),
+    }
 }
 
 /// The one key order every write follows, so concurrent writers cannot
@@ -350,9 +521,11 @@ async fn insert(
     );
     let (audit_rows, billing_rows, fraud_rows) = end(tx, written).await?;
     Ok(Inserted {
-        audit: audit_rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
-        billing: billing_rows.iter().map(|r| r.get(0)).collect(),
-        fraud: fraud_rows.iter().map(|r| r.get(0)).collect(),
+        keys: Keys {
+            audit: audit_rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            billing: billing_rows.iter().map(|r| r.get(0)).collect(),
+            fraud: fraud_rows.iter().map(|r| r.get(0)).collect(),
+        },
         ..Inserted::default()
     })
 }
@@ -394,9 +567,9 @@ const AUDIT_TYPES: &[Type] = &[
     Type::JSONB,
 ];
 
-/// The optimistic way of [`Store::insert`], `records` in key order: the
-/// audit rows by binary `COPY` (most of the rows), then the billing and
-/// fraud rows by plain inserts (no conflict check, nothing returned), in one
+/// The `COPY` ways of [`Store::insert`], `rows` in key order: the audit
+/// rows by binary `COPY` (most of the rows), then the billing and fraud
+/// rows by plain inserts (no conflict check, nothing returned), in one
 /// transaction. Fails (23505) if any row clashes; then nothing is written.
 ///
 /// Three round trips, as many as the statement's: `BEGIN` with the `COPY`'s
@@ -409,10 +582,10 @@ const AUDIT_TYPES: &[Type] = &[
 /// prepared statement: this one is closed before the `COMMIT`. A call
 /// dropped half-way would leave the session in the transaction: the caller
 /// ([`Store::insert`]) marks the connection lost until the call ends.
-async fn copy(client: &mut Client, records: &[&Record]) -> Result<(), tokio_postgres::Error> {
+async fn copy(client: &mut Client, rows: &Rows<'_>) -> Result<(), tokio_postgres::Error> {
     let client = &*client;
-    let billing = BillingColumns::new(records);
-    let fraud = FraudColumns::new(records);
+    let billing = BillingColumns::new(&rows.extra);
+    let fraud = FraudColumns::new(&rows.extra);
     let (begun, statement) =
         tokio::join!(client.batch_execute("BEGIN"), client.prepare(COPY_AUDIT));
     begun?;
@@ -447,7 +620,7 @@ async fn copy(client: &mut Client, records: &[&Record]) -> Result<(), tokio_post
     let (billing_params, fraud_params) = (billing.params(), fraud.params());
     // Polled in this order, each queues its messages behind the COPY's rows.
     let (copied, billed, frauds, committed) = tokio::join!(
-        copy_audit(sink, records),
+        copy_audit(sink, &rows.audit),
         optional(billing.event_id.is_empty(), &BILLING_NEW, &billing_params),
         optional(fraud.event_id.is_empty(), &FRAUD_NEW, &fraud_params),
         async {

@@ -37,10 +37,17 @@ fn events(prefix: &str, range: std::ops::Range<usize>) -> Vec<Value> {
 
 /// Stores `records`; returns the path taken and how many were new.
 async fn insert(store: &mut Store, records: &[Record]) -> (Path, usize) {
+    let (path, _, new) = written(store, records).await;
+    (path, new)
+}
+
+/// Stores `records`; returns the path taken, the clashes before it and how
+/// many were new.
+async fn written(store: &mut Store, records: &[Record]) -> (Path, u8, usize) {
     let refs: Vec<&Record> = records.iter().collect();
     let mut inserted = store.insert(&refs).await.unwrap();
     let new = refs.iter().filter(|r| inserted.claim(r)).count();
-    (inserted.path(), new)
+    (inserted.path(), inserted.clashes(), new)
 }
 
 #[tokio::test]
@@ -144,9 +151,9 @@ async fn a_duplicate_in_a_large_batch_falls_back_and_is_reported_as_before() {
     assert_eq!((r.stored, r.duplicates), (LARGE - 1, 2));
     assert_eq!(r.transactions, 1, "one call to the store");
     assert_eq!(db.row_counts().await[0] as usize, LARGE);
-    // The COPY was tried and clashed: the next large batch skips it.
+    // The COPY was tried and clashed: the next large batch is looked up.
     let same = records(&events("l", 0..LARGE));
-    assert_eq!(insert(&mut store, &same).await, (Path::Statement, 0));
+    assert_eq!(written(&mut store, &same).await, (Path::Checked, 0, 0));
 
     // The same batch again: every message a duplicate.
     let r = recorder.record_batch(&mut store, &batch.messages()).await;
@@ -160,29 +167,171 @@ async fn after_a_clash_copy_waits_for_clean_batches() {
     let first = records(&events("r", 0..LARGE));
     let fresh = |n: usize| records(&events(&format!("n{n}"), 0..LARGE));
     use Path::*;
-    assert_eq!(insert(&mut store, &first).await, (Copy, LARGE));
-    // Redelivered: one clash, then the statement while duplicates come.
-    assert_eq!(insert(&mut store, &first).await, (CopyThenStatement, 0));
+    assert_eq!(written(&mut store, &first).await, (Copy, 0, LARGE));
+    // Redelivered: one clash, then look-ups while duplicates come.
+    assert_eq!(written(&mut store, &first).await, (Checked, 1, 0));
     for _ in 0..5 {
-        assert_eq!(insert(&mut store, &first).await, (Statement, 0));
+        assert_eq!(written(&mut store, &first).await, (Checked, 0, 0));
     }
     // One batch without duplicates, then COPY again; it clashes: two clean
     // batches needed now.
-    assert_eq!(insert(&mut store, &fresh(1)).await, (Statement, LARGE));
-    assert_eq!(insert(&mut store, &first).await, (CopyThenStatement, 0));
-    assert_eq!(insert(&mut store, &fresh(2)).await, (Statement, LARGE));
-    assert_eq!(insert(&mut store, &fresh(3)).await, (Statement, LARGE));
-    assert_eq!(insert(&mut store, &fresh(4)).await, (Copy, LARGE));
+    assert_eq!(written(&mut store, &fresh(1)).await, (Checked, 0, LARGE));
+    assert_eq!(written(&mut store, &first).await, (Checked, 1, 0));
+    assert_eq!(written(&mut store, &fresh(2)).await, (Checked, 0, LARGE));
+    assert_eq!(written(&mut store, &fresh(3)).await, (Checked, 0, LARGE));
+    assert_eq!(written(&mut store, &fresh(4)).await, (Copy, 0, LARGE));
     // A commit forgets the clashes: one clean batch is enough again.
-    assert_eq!(insert(&mut store, &first).await, (CopyThenStatement, 0));
-    assert_eq!(insert(&mut store, &fresh(5)).await, (Statement, LARGE));
-    assert_eq!(insert(&mut store, &fresh(6)).await, (Copy, LARGE));
+    assert_eq!(written(&mut store, &first).await, (Checked, 1, 0));
+    assert_eq!(written(&mut store, &fresh(5)).await, (Checked, 0, LARGE));
+    assert_eq!(written(&mut store, &fresh(6)).await, (Copy, 0, LARGE));
     // Small batches change nothing.
-    assert_eq!(insert(&mut store, &first).await, (CopyThenStatement, 0));
+    assert_eq!(written(&mut store, &first).await, (Checked, 1, 0));
     let small = records(&events("s", 0..10));
-    assert_eq!(insert(&mut store, &small).await, (Statement, 10));
-    assert_eq!(insert(&mut store, &fresh(7)).await, (Statement, LARGE));
-    assert_eq!(insert(&mut store, &fresh(8)).await, (Copy, LARGE));
+    assert_eq!(written(&mut store, &small).await, (Statement, 0, 10));
+    assert_eq!(written(&mut store, &fresh(7)).await, (Checked, 0, LARGE));
+    assert_eq!(written(&mut store, &fresh(8)).await, (Copy, 0, LARGE));
+}
+
+/// The rows a look-up leaves to write, and the duplicates reported, are the
+/// statement's: a batch partly stored (some events whole, some with the
+/// audit row but not the billing row, some with the billing row but not the
+/// audit row), with an event twice, written by each way into a database of
+/// its own holding the same rows, ends with the same tables and the same
+/// answer for every record.
+#[tokio::test]
+async fn a_looked_up_batch_writes_and_reports_what_the_statement_does() {
+    let batch = {
+        let mut evs = events("p", 0..LARGE);
+        evs.push(evs[30].clone());
+        records(&evs)
+    };
+    let refs: Vec<&Record> = batch.iter().collect();
+    let mut outcomes = Vec::new();
+    for by_statement in [false, true] {
+        let db = TestDb::new().await;
+        let mut store = db.store().await;
+        // Stored before: the first half, whole.
+        let earlier: Vec<&Record> = refs[..LARGE / 2].to_vec();
+        store.insert_statement(&earlier).await.unwrap();
+        let client = db.client().await;
+        // Events 0 to 99: billing rows gone (audit rows kept); events
+        // 100 to 199: audit rows gone (billing rows kept).
+        client
+            .batch_execute(
+                "DELETE FROM billing.billing_events WHERE event_id < 'p-00100';
+                 DELETE FROM audit.audit_events
+                     WHERE event_id >= 'p-00100' AND event_id < 'p-00200';",
+            )
+            .await
+            .unwrap();
+        if !by_statement {
+            // A clash first, so this store looks up its next large batch.
+            let other = records(&events("o", 0..LARGE));
+            assert_eq!(insert(&mut store, &other).await.0, Path::Copy);
+            assert_eq!(written(&mut store, &other).await, (Path::Checked, 1, 0));
+        }
+        let mut inserted = match by_statement {
+            true => store.insert_statement(&refs).await.unwrap(),
+            false => store.insert(&refs).await.unwrap(),
+        };
+        let expected = match by_statement {
+            true => Path::Statement,
+            false => Path::Checked,
+        };
+        assert_eq!((inserted.path(), inserted.clashes()), (expected, 0));
+        let claims: Vec<bool> = refs.iter().map(|r| inserted.claim(r)).collect();
+        let tables = client
+            .query_one(
+                "SELECT (SELECT string_agg(event_id || time_stamp::text || md5(details::text),
+                                           ',' ORDER BY event_id)
+                         FROM audit.audit_events WHERE event_id LIKE 'p-%'),
+                        (SELECT string_agg(event_id, ',' ORDER BY event_id)
+                         FROM billing.billing_events WHERE event_id LIKE 'p-%'),
+                        (SELECT string_agg(event_id, ',' ORDER BY event_id)
+                         FROM billing.fraud_events WHERE event_id LIKE 'p-%')",
+                &[],
+            )
+            .await
+            .unwrap();
+        let tables: [String; 3] = [tables.get(0), tables.get(1), tables.get(2)];
+        outcomes.push((claims, tables));
+    }
+    let (claims, _) = &outcomes[0];
+    // New: the second half, and of events 100 to 199 those whose one row
+    // (audit) was gone: not those with a billing or fraud row left
+    // (mixed_event: 3 in 20 billing, 1 in 20 fraud), nor the copy of event 30.
+    let new: Vec<usize> = (0..claims.len()).filter(|&i| claims[i]).collect();
+    let expected: Vec<usize> = (100..200)
+        .filter(|i| i % 20 > 3)
+        .chain(LARGE / 2..LARGE)
+        .collect();
+    assert_eq!(new, expected);
+    assert_eq!(outcomes[0], outcomes[1]);
+}
+
+/// A row another writer stores between the look-up and the `COPY` makes the
+/// `COPY` clash (after waiting for that writer's commit); the statement
+/// then writes the batch and reports the row as a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_stored_after_the_look_up_is_a_duplicate() {
+    let db = TestDb::new().await;
+    let mut store = db.store().await;
+    let other = records(&events("o", 0..LARGE));
+    assert_eq!(insert(&mut store, &other).await.0, Path::Copy);
+    assert_eq!(written(&mut store, &other).await, (Path::Checked, 1, 0));
+
+    let batch = records(&events("q", 0..LARGE));
+    let late = batch[LARGE / 3].event.clone();
+    let mut writer = db.client().await;
+    let tx = writer.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO audit.audit_events (event_id, event_type, time_stamp, originating_service, session_id, details)
+         VALUES ($1, 'late', $2, 'other', 'other', '{}')",
+        &[&late.event_id, &late.timestamp],
+    )
+    .await
+    .unwrap();
+    // Not committed yet: the look-up cannot see the row, the COPY waits on
+    // its key.
+    let storing = tokio::spawn(async move {
+        let outcome = written(&mut store, &batch).await;
+        (outcome, store)
+    });
+    let blocked = async {
+        loop {
+            let waiting: i64 = db
+                .client()
+                .await
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), blocked)
+        .await
+        .expect("the COPY waits for the other writer");
+    tx.commit().await.unwrap();
+    let (outcome, _) = storing.await.unwrap();
+    assert_eq!(outcome, (Path::Statement, 1, LARGE - 1));
+    let client = db.client().await;
+    let row = client
+        .query_one(
+            "SELECT event_type FROM audit.audit_events WHERE event_id = $1",
+            &[&late.event_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "late");
+    assert_eq!(db.audit_event_ids().await.len(), 2 * LARGE);
 }
 
 #[tokio::test]
@@ -310,10 +459,7 @@ async fn copy_through_pgbouncer_leaves_no_session_state() {
     let mut store = Store::new(connect(&bouncer.config(&dbname)).await);
     let again = records(&events("b", 0..LARGE));
     assert_eq!(insert(&mut store, &again).await, (Path::Copy, LARGE));
-    assert_eq!(
-        insert(&mut store, &again).await,
-        (Path::CopyThenStatement, 0)
-    );
+    assert_eq!(written(&mut store, &again).await, (Path::Checked, 1, 0));
     let session = |sql: &'static str| {
         let config = bouncer.config(&dbname);
         async move {
@@ -338,7 +484,7 @@ async fn no_statement_outlives_a_copy_on_a_direct_connection() {
     let mut store = db.store().await;
     let batch = records(&events("d", 0..LARGE));
     assert_eq!(insert(&mut store, &batch).await.0, Path::Copy);
-    assert_eq!(insert(&mut store, &batch).await.0, Path::CopyThenStatement);
+    assert_eq!(written(&mut store, &batch).await, (Path::Checked, 1, 0));
     let count = store
         .run(async |client| {
             client
