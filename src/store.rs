@@ -368,7 +368,11 @@ impl<'a> Rows<'a> {
     fn all(records: &[&'a Record]) -> Self {
         Self {
             audit: records.to_vec(),
-            extra: records.iter().copied().filter(|r| r.extra.is_some()).collect(),
+            extra: records
+                .iter()
+                .copied()
+                .filter(|r| r.extra.is_some())
+                .collect(),
         }
     }
 
