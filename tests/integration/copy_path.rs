@@ -269,6 +269,32 @@ async fn a_looked_up_batch_writes_and_reports_what_the_statement_does() {
     assert_eq!(outcomes[0], outcomes[1]);
 }
 
+/// A batch of SQS's largest size is looked up in several statements (a
+/// few thousand keys each): every key is found, wherever its statement.
+#[tokio::test]
+async fn a_batch_of_ten_thousand_is_looked_up_whole() {
+    let db = TestDb::new().await;
+    let mut store = db.store().await;
+    let stored = records(&events("t", 0..10_000));
+    assert_eq!(insert(&mut store, &stored).await, (Path::Copy, 10_000));
+    // Every 1,000th event new, the rest stored: a clash, then a look-up.
+    let mixed: Vec<Value> = (0..10_000)
+        .map(|i| match i % 1_000 {
+            999 => mixed_event(&format!("u-{i:05}"), i),
+            _ => mixed_event(&format!("t-{i:05}"), i),
+        })
+        .collect();
+    assert_eq!(
+        written(&mut store, &records(&mixed)).await,
+        (Path::Checked, 1, 10)
+    );
+    assert_eq!(
+        written(&mut store, &records(&mixed)).await,
+        (Path::Checked, 0, 0)
+    );
+    assert_eq!(db.row_counts().await[0], 10_010);
+}
+
 /// A row another writer stores between the look-up and the `COPY` makes the
 /// `COPY` clash (after waiting for that writer's commit); the statement
 /// then writes the batch and reports the row as a duplicate.
