@@ -30,17 +30,13 @@
 //! (`bench-<way>…`); `COPY`'s sort last, so its new index entries go to the
 //! rightmost leaf pages, which PostgreSQL's B-tree fills fastest: if
 //! anything, the limit is flattered. The store's column from 500 events is
-//! its `COPY` path (`store::COPY_FROM`).
+//! its `COPY` path (`store::COPY_FROM`): with duplicates, after the first
+//! batch's clash, the look-up of the batch's keys and a `COPY` of the rest.
 //!
 //! Knobs: `EVENT_RECORDER_BENCH_SIZES` (comma-separated batch sizes, default
 //! `10,100,1000,10000`), `EVENT_RECORDER_BENCH_MIXES` (`0`, `1`, `100`:
 //! percent of duplicates, default all three), `EVENT_RECORDER_BENCH_SCALE`
-//! (multiplies the number of batches, default 1), `EVENT_RECORDER_BENCH_SEED`
-//! (how the statement's ways store the first batch of the 100% case, the
-//! one their later batches replay: by default the statement; `store`: the
-//! store, so by `COPY` on the same connection, as the store's ways do;
-//! `copy-elsewhere`: by `COPY` on another connection, so the rows are the
-//! same as the store's but the connection never runs a `COPY`).
+//! (multiplies the number of batches, default 1).
 //!
 //! Named prepared statements (dropped for pooler safety) measured within the
 //! noise of the unnamed ones at every batch size; the comparison is in this
@@ -383,11 +379,6 @@ async fn case(
         recorder.prepare(&key().encrypt(text.as_bytes())).unwrap()
     };
     let mut next_full = 0usize;
-    let seed = std::env::var("EVENT_RECORDER_BENCH_SEED").unwrap_or_default();
-    assert!(
-        ["", "store", "copy-elsewhere"].contains(&seed.as_str()),
-        "EVENT_RECORDER_BENCH_SEED: store or copy-elsewhere"
-    );
     for round in 0..batches {
         if mix == Mix::None {
             let mut batch = Batch::default();
@@ -422,22 +413,13 @@ async fn case(
                 Way::Copy => copy(&mut copy_client, &refs).await.unwrap(),
                 _ => {
                     let store = &mut stores[w];
-                    let seeding = mix == Mix::All && round == 0;
-                    if seeding
-                        && seed == "copy-elsewhere"
-                        && !matches!(way, Way::Direct | Way::Bounced)
-                    {
-                        copy(&mut connect(&config).await, &refs).await.unwrap();
-                    } else {
-                        let mut inserted = match way {
-                            Way::Direct | Way::Bounced => store.insert(&refs).await,
-                            _ if seeding && seed == "store" => store.insert(&refs).await,
-                            _ => store.insert_statement(&refs).await,
-                        }
-                        .unwrap();
-                        let new = refs.iter().filter(|r| inserted.claim(r)).count();
-                        assert_eq!(size - new, duplicates);
+                    let mut inserted = match way {
+                        Way::Direct | Way::Bounced => store.insert(&refs).await,
+                        _ => store.insert_statement(&refs).await,
                     }
+                    .unwrap();
+                    let new = refs.iter().filter(|r| inserted.claim(r)).count();
+                    assert_eq!(size - new, duplicates);
                 }
             }
             let elapsed = started.elapsed();

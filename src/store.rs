@@ -12,7 +12,7 @@
 //!   optimistically: if it commits, every row was new (the primary keys say
 //!   so). A row already there (or twice in the batch: 23505) rolls it back;
 //!   then, and for the large batches after it, the batch's keys are looked
-//!   up first (by primary key, in a read-only transaction of its own) and only the rows
+//!   up first (by primary key, in a transaction of its own) and only the rows
 //!   not there yet, each key once, are written by `COPY`. So a redelivered
 //!   batch writes nothing and sends only its keys, and a batch with a few
 //!   duplicates still goes at `COPY`'s pace. The optimistic `COPY` of the
@@ -470,7 +470,7 @@ impl Lookup<'_> {
 }
 
 /// The keys of `records` (in key order) that are stored already. The
-/// look-ups go in one read-only transaction, sent together: one round
+/// look-ups go in one transaction, sent together: one round
 /// trip, and one server connection behind a pooler.
 async fn stored(client: &mut Client, records: &[&Record]) -> Result<Keys, tokio_postgres::Error> {
     let client = &*client;
@@ -515,7 +515,7 @@ async fn stored(client: &mut Client, records: &[&Record]) -> Result<Keys, tokio_
     }
     // Polled in this order, each queues its messages behind the one before.
     let (begun, found, ended) = tokio::join!(
-        client.batch_execute("BEGIN READ ONLY"),
+        client.batch_execute("BEGIN"),
         futures_util::future::try_join_all(lookups.iter().map(|l| l.run(client))),
         client.batch_execute("COMMIT"),
     );
