@@ -5,7 +5,8 @@
 //! acknowledged.
 //!
 //! A driver plays SQS: a queue of encrypted events (audit, billing, fraud),
-//! each with a unique ID (and one in 200 undecryptable), handed out in batches of 1..=10 to the instances,
+//! each with a unique ID (and one in 200 undecryptable), handed out in batches of 1..=10 (or up
+//! to `EVENT_RECORDER_SOAK_MAX_BATCH`, for the store's `COPY` and look-up paths) to the instances,
 //! one invocation at a time per instance, each with a deadline. A delivery
 //! not acknowledged (listed in `batchItemFailures`, a function error, no
 //! answer by the deadline, its instance killed) becomes visible again after
@@ -38,7 +39,8 @@
 //! Run: `cargo bench --bench soak` (release) or `cargo test --bench soak`
 //! (debug). `EVENT_RECORDER_SOAK_SECONDS` (default 180),
 //! `EVENT_RECORDER_SOAK_SEED` (default from the clock; always printed),
-//! `EVENT_RECORDER_SOAK_INSTANCES` (default 3), `EVENT_RECORDER_BOOTSTRAP`
+//! `EVENT_RECORDER_SOAK_INSTANCES` (default 3), `EVENT_RECORDER_SOAK_MAX_BATCH`
+//! (default 10), `EVENT_RECORDER_BOOTSTRAP`
 //! (another binary). A seed replays the same fault schedule and the same
 //! sequence of events; how many are sent, how they are batched and which
 //! invocation a fault hits depend on timing, so two runs of one seed differ
@@ -67,9 +69,22 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(300);
 const GIVE_UP: Duration = Duration::from_secs(8);
 const VISIBILITY: Duration = Duration::from_secs(5);
 const MAX_RECEIVES: u32 = 5;
+/// The largest batch by default (SQS's default for a Lambda trigger);
+/// `EVENT_RECORDER_SOAK_MAX_BATCH` sets another, up to 10,000.
 const MAX_BATCH: usize = 10;
+
+/// The largest batch of this run.
+fn max_batch() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        env_number("EVENT_RECORDER_SOAK_MAX_BATCH", MAX_BATCH as u64).clamp(1, 10_000) as usize
+    })
+}
+
 /// New messages are queued while fewer than this many wait.
-const BACKLOG: usize = 60;
+fn backlog() -> usize {
+    6 * max_batch()
+}
 /// After the chaos, how long the queue may take to empty.
 const DRAIN: Duration = Duration::from_secs(120);
 const BASE_TIMESTAMP_MS: i64 = 1_700_000_000_000;
@@ -195,18 +210,18 @@ impl Queue {
             .count()
     }
 
-    /// Up to `MAX_BATCH` visible messages, picked at random from the oldest
+    /// Up to `max_batch()` visible messages, picked at random from the oldest
     /// few dozen (out of order), each receipt counted; sometimes one more
     /// copy of a message, in the batch or from elsewhere.
     fn receive(&mut self, rng: &mut Rng) -> Vec<usize> {
         let now = Instant::now();
-        let size = 1 + rng.below(MAX_BATCH as u64) as usize;
+        let size = 1 + rng.below(max_batch() as u64) as usize;
         let mut window: Vec<usize> = self
             .waiting
             .iter()
             .copied()
             .filter(|&i| self.messages[i].visible_at <= now)
-            .take(4 * MAX_BATCH)
+            .take(4 * max_batch())
             .collect();
         let mut batch = Vec::with_capacity(size + 1);
         while batch.len() < size && !window.is_empty() {
@@ -308,7 +323,8 @@ fn main() {
     };
     println!(
         "chaos soak: seed {seed} (replay: EVENT_RECORDER_SOAK_SEED={seed}), {seconds} s, \
-         {instances} instances, bootstrap {}",
+         {instances} instances, batches of 1 to {}, bootstrap {}",
+        max_batch(),
         event_recorder_test_support::function::bootstrap_path().display()
     );
     let cluster = || std::thread::spawn(|| server::own_cluster(Options::default()).unwrap());
@@ -389,8 +405,8 @@ async fn run(seed: u64, duration: Duration, instances: usize, servers: &[Db; 2])
     while started.elapsed() < duration {
         {
             let mut queue = shared.queue.lock().unwrap();
-            while queue.visible() < BACKLOG {
-                for _ in 0..BACKLOG / 2 {
+            while queue.visible() < backlog() {
+                for _ in 0..backlog() / 2 {
                     queue.push();
                 }
             }
