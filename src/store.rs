@@ -470,8 +470,8 @@ impl Lookup<'_> {
 }
 
 /// The keys of `records` (in key order) that are stored already. The
-/// look-ups go in one transaction, sent together: one round
-/// trip, and one server connection behind a pooler.
+/// look-ups go in one transaction, sent together: one round trip, and one
+/// server connection behind a pooler.
 async fn stored(client: &mut Client, records: &[&Record]) -> Result<Keys, tokio_postgres::Error> {
     let client = &*client;
     let mut audit: Vec<(&str, NaiveDateTime)> = records
