@@ -295,7 +295,7 @@ impl Store {
             .run_to_the_end(async |client| stored(client, &records).await)
             .await?;
         self.copy.checked(stored.len() == 0);
-        let rows = missing(&records, stored);
+        let (rows, keys) = missing(&records, &stored);
         if !rows.is_empty() {
             match self
                 .run_to_the_end(async |client| copy(client, &rows).await)
@@ -309,7 +309,7 @@ impl Store {
             }
         }
         Ok(Inserted {
-            keys: rows.keys(),
+            keys,
             path: Path::Checked,
             clashes,
             all: false,
@@ -379,45 +379,30 @@ impl<'a> Rows<'a> {
     fn is_empty(&self) -> bool {
         self.audit.is_empty() && self.extra.is_empty()
     }
-
-    fn keys(&self) -> Keys {
-        let mut keys = Keys::default();
-        for r in &self.audit {
-            keys.audit
-                .insert((r.event.event_id.clone(), r.event.timestamp));
-        }
-        for r in &self.extra {
-            let set = match r.extra {
-                Some(ExtraRow::Billing(_)) => &mut keys.billing,
-                _ => &mut keys.fraud,
-            };
-            set.insert(r.event.event_id.clone());
-        }
-        keys
-    }
 }
 
 /// The rows of `records` whose keys are neither in `stored` nor earlier in
 /// the batch: what the statement would insert, had no other writer come
-/// between.
-fn missing<'a>(records: &[&'a Record], stored: Keys) -> Rows<'a> {
-    let mut taken = stored;
+/// between; and their keys.
+fn missing<'a>(records: &[&'a Record], stored: &Keys) -> (Rows<'a>, Keys) {
     let mut rows = Rows::default();
+    let mut keys = Keys::default();
     for &r in records {
         let e = &r.event;
-        if taken.audit.insert((e.event_id.clone(), e.timestamp)) {
+        let audit = (e.event_id.clone(), e.timestamp);
+        if !stored.audit.contains(&audit) && keys.audit.insert(audit) {
             rows.audit.push(r);
         }
-        let new_extra = match &r.extra {
-            None => false,
-            Some(ExtraRow::Billing(_)) => taken.billing.insert(e.event_id.clone()),
-            Some(ExtraRow::Fraud(_)) => taken.fraud.insert(e.event_id.clone()),
+        let (stored, written) = match &r.extra {
+            None => continue,
+            Some(ExtraRow::Billing(_)) => (&stored.billing, &mut keys.billing),
+            Some(ExtraRow::Fraud(_)) => (&stored.fraud, &mut keys.fraud),
         };
-        if new_extra {
+        if !stored.contains(&e.event_id) && written.insert(e.event_id.clone()) {
             rows.extra.push(r);
         }
     }
-    rows
+    (rows, keys)
 }
 
 /// Which keys are stored already, one primary-key probe per key. The
