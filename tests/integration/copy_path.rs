@@ -50,6 +50,14 @@ async fn written(store: &mut Store, records: &[Record]) -> (Path, u8, usize) {
     (inserted.path(), inserted.clashes(), new)
 }
 
+/// Stores a new large batch (a `COPY`), then the same again: it clashes and
+/// is looked up, and so are `store`'s next large batches.
+async fn clash_once(store: &mut Store, prefix: &str) {
+    let batch = records(&events(prefix, 0..LARGE));
+    assert_eq!(insert(store, &batch).await, (Path::Copy, LARGE));
+    assert_eq!(written(store, &batch).await, (Path::Checked, 1, 0));
+}
+
 #[tokio::test]
 async fn a_large_new_batch_is_copied_and_a_small_one_is_not() {
     let db = TestDb::new().await;
@@ -226,9 +234,7 @@ async fn a_looked_up_batch_writes_and_reports_what_the_statement_does() {
             .unwrap();
         if !by_statement {
             // A clash first, so this store looks up its next large batch.
-            let other = records(&events("o", 0..LARGE));
-            assert_eq!(insert(&mut store, &other).await.0, Path::Copy);
-            assert_eq!(written(&mut store, &other).await, (Path::Checked, 1, 0));
+            clash_once(&mut store, "o").await;
         }
         let mut inserted = match by_statement {
             true => store.insert_statement(&refs).await.unwrap(),
@@ -302,9 +308,7 @@ async fn a_batch_of_ten_thousand_is_looked_up_whole() {
 async fn a_row_stored_after_the_look_up_is_a_duplicate() {
     let db = TestDb::new().await;
     let mut store = db.store().await;
-    let other = records(&events("o", 0..LARGE));
-    assert_eq!(insert(&mut store, &other).await.0, Path::Copy);
-    assert_eq!(written(&mut store, &other).await, (Path::Checked, 1, 0));
+    clash_once(&mut store, "o").await;
 
     let batch = records(&events("q", 0..LARGE));
     let late = batch[LARGE / 3].event.clone();
@@ -483,9 +487,7 @@ async fn copy_through_pgbouncer_leaves_no_session_state() {
     overlapping_writers(&db, stores, 3, || bouncer.log()).await;
 
     let mut store = Store::new(connect(&bouncer.config(&dbname)).await);
-    let again = records(&events("b", 0..LARGE));
-    assert_eq!(insert(&mut store, &again).await, (Path::Copy, LARGE));
-    assert_eq!(written(&mut store, &again).await, (Path::Checked, 1, 0));
+    clash_once(&mut store, "b").await;
     let session = |sql: &'static str| {
         let config = bouncer.config(&dbname);
         async move {
@@ -508,9 +510,7 @@ async fn copy_through_pgbouncer_leaves_no_session_state() {
 async fn no_statement_outlives_a_copy_on_a_direct_connection() {
     let db = TestDb::new().await;
     let mut store = db.store().await;
-    let batch = records(&events("d", 0..LARGE));
-    assert_eq!(insert(&mut store, &batch).await.0, Path::Copy);
-    assert_eq!(written(&mut store, &batch).await, (Path::Checked, 1, 0));
+    clash_once(&mut store, "d").await;
     let count = store
         .run(async |client| {
             client
